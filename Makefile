@@ -1,0 +1,39 @@
+# Two commands: `make run` starts the whole system, `make test` runs the tests.
+# Both bootstrap .venv (again only when pyproject.toml changes) and the embedded servers.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck locust loadtest bench stack-start stack-stop stack-status clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "[make] installing the project and its dev tools into $(VENV)"
+	@$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@$(PY) -m config.devstack run
+
+test: $(STAMP)
+	@$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	@$(VENV)/bin/mypy fulfillment config
+
+stack-start: $(STAMP)
+	@$(PY) -m config.devstack start
+
+stack-stop: $(STAMP)
+	@$(PY) -m config.devstack stop
+
+stack-status: $(STAMP)
+	@$(PY) -m config.devstack status
+
+clean: stack-stop
+	rm -rf .devstack

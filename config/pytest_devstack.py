@@ -1,0 +1,32 @@
+"""Pytest plugin (loaded with ``-p config.pytest_devstack``): when DATABASE_URL / REDIS_URL are not
+set, start (or reuse) the embedded PostgreSQL and Redis before pytest-django reads the settings,
+and stop at the end whatever this session started."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+_stack = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args) -> Generator[None, None, None]:  # type: ignore[no-untyped-def]
+    global _stack
+    from config.devstack import external_or_embedded_env
+
+    env, _stack = external_or_embedded_env()
+    os.environ["DATABASE_URL"] = env["DATABASE_URL"]
+    # Tests use their own Redis database so a running `make run` keeps its cache.
+    redis_url = env["REDIS_URL"]
+    if _stack is not None and redis_url.endswith("/0"):
+        redis_url = redis_url[:-2] + "/15"
+    os.environ["REDIS_URL"] = redis_url
+    return (yield)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _stack is not None and _stack.started:
+        _stack.stop(only_started=True)

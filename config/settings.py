@@ -1,0 +1,180 @@
+"""Settings: one module, every value from the environment (12-factor) with development defaults.
+
+See the configuration table in README.md. Production (``DEBUG=0``) refuses to start without a
+real ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=True)
+
+_DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
+if not DEBUG and (SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a real secret (at least 32 random characters) when DEBUG is "
+        "off. Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "pgtrigger",
+    "pghistory",
+    "pghistory.admin",
+    "procrastinate.contrib.django",
+    "fulfillment",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "fulfillment.middleware.RequestContextMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pghistory.middleware.HistoryMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+# --- database ------------------------------------------------------------------------------
+def _database_url() -> str:
+    """DATABASE_URL, else the original system's DB_* variables, else the running dev stack."""
+    if env.str("DATABASE_URL", default=""):
+        return env.str("DATABASE_URL")
+    if any(
+        env.str(k, default="") for k in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_PORT")
+    ):
+        return "postgres://{user}:{password}@{host}:{port}/{name}".format(
+            user=env.str("DB_USER", default="postgres"),
+            password=env.str("DB_PASSWORD", default="password123"),
+            host=env.str("DB_HOST", default="localhost"),
+            port=env.int("DB_PORT", default=5432),
+            name=env.str("DB_NAME", default="order_fulfillment"),
+        )
+    state = _devstack_state()
+    if "pg_port" in state:
+        return f"postgres://postgres@127.0.0.1:{state['pg_port']}/fulfillment"
+    return "postgres://postgres:password123@localhost:5432/order_fulfillment"
+
+
+def _devstack_state() -> dict[str, int]:
+    path = Path(env.str("DEVSTACK_DIR", default=str(BASE_DIR / ".devstack"))) / "state.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+DATABASES = {"default": env.db_url_config(_database_url())}
+DATABASES["default"].update(
+    {
+        "ENGINE": "django.db.backends.postgresql",
+        # Persistent connections under sync gunicorn workers: one connection per worker process.
+        "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=600),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5)},
+        "TEST": {"NAME": env.str("TEST_DATABASE_NAME", default="test_fulfillment")},
+    }
+)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis ---------------------------------------------------------------------------------
+_state = _devstack_state()
+REDIS_URL = env.str(
+    "REDIS_URL",
+    default=f"redis://127.0.0.1:{_state['redis_port']}/0"
+    if "redis_port" in _state
+    else "redis://localhost:6379/0",
+)
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "of",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
+            "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=0.25),
+            # Redis down must never take the API down: reads fall back to the database.
+            "IGNORE_EXCEPTIONS": True,
+        },
+    }
+}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+DJANGO_REDIS_LOGGER = "fulfillment.cache"
+CACHE_TTL_SECONDS = env.int("CACHE_TTL_SECONDS", default=5)
+
+# --- auth, i18n, static --------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in development
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
+
+# --- Procrastinate -------------------------------------------------------------------------
+PROCRASTINATE_ON_APP_READY = "fulfillment.tasks.on_app_ready"
+
+# --- domain settings -----------------------------------------------------------------------
+PAGE_SIZE_DEFAULT = env.int("PAGE_SIZE_DEFAULT", default=50)
+PAGE_SIZE_MAX = env.int("PAGE_SIZE_MAX", default=500)
+DEFAULT_LOW_STOCK_THRESHOLD = env.int("DEFAULT_LOW_STOCK_THRESHOLD", default=10)
+
+# --- logging -------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "procrastinate": {"level": env.str("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
+    },
+}

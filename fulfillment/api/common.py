@@ -1,0 +1,30 @@
+"""Helpers shared by the routers."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+
+def actor_of(request: HttpRequest) -> str:
+    """Who is acting: the API key when authenticated, else the admin user, else anonymous."""
+    key = getattr(request, "api_key", None)
+    if key is not None:
+        return f"api_key:{key.name}"
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.get_username()}"
+    return "anonymous"
+
+
+def expected_version(request: HttpRequest, body_value: int | None) -> int | None:
+    """``If-Match`` (a bare or quoted integer) works as ``expected_version``."""
+    if body_value is not None:
+        return body_value
+    raw = request.headers.get("If-Match", "").strip().strip('"').removeprefix('W/"').strip('"')
+    if not raw:
+        return None
+    if not raw.isdigit():
+        from fulfillment.errors import ValidationFailed
+
+        raise ValidationFailed("If-Match must be a version number", header="If-Match")
+    return int(raw)

@@ -1,0 +1,44 @@
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from fulfillment import selectors
+from fulfillment.api.common import actor_of, expected_version
+from fulfillment.models import Product
+from fulfillment.schemas import ErrorOut, ProductIn, ProductOut, ProductUpdateIn
+from fulfillment.services import products as product_services
+
+router = Router(tags=["products"])
+ERRORS = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class ProductFilters(Schema):
+    search: str | None = None
+    is_active: bool | None = None
+
+
+@router.get("/", response=list[ProductOut])
+@paginate(LimitOffsetPagination)
+def list_products(request: HttpRequest, filters: Query[ProductFilters]):  # type: ignore[no-untyped-def]
+    return selectors.product_list(search=filters.search, active=filters.is_active)
+
+
+@router.post("/", response={201: ProductOut, **ERRORS})
+def create_product(request: HttpRequest, payload: ProductIn) -> Status:
+    product = product_services.product_create(actor=actor_of(request), **payload.dict())
+    return Status(201, selectors.product_get(product_id=product.pk))
+
+
+@router.get("/{int:product_id}/", response={200: ProductOut, 404: ErrorOut})
+def get_product(request: HttpRequest, product_id: int) -> Product:
+    return selectors.product_get(product_id=product_id)
+
+
+@router.api_operation(["PATCH", "PUT"], "/{int:product_id}/", response={200: ProductOut, **ERRORS})
+def update_product(request: HttpRequest, product_id: int, payload: ProductUpdateIn) -> Product:
+    data = payload.dict(exclude_unset=True)
+    version = expected_version(request, data.pop("expected_version", None))
+    product_services.product_update(
+        product_id=product_id, actor=actor_of(request), expected_version=version, **data
+    )
+    return selectors.product_get(product_id=product_id)

@@ -1,0 +1,200 @@
+"""Domain model. Invariants that fit in the database are constraints; history is pghistory triggers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import pghistory
+import pgtrigger
+from django.db import models
+from django.db.models import F, Q
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    is_active = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="product_price_gte_0")
+        ]
+        indexes = [models.Index(fields=["name"], name="product_name_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}"
+
+
+class StockLevel(models.Model):
+    """Stock of one product. ``available = on_hand - reserved``; CHECKs are the last defence."""
+
+    product = models.OneToOneField(Product, on_delete=models.CASCADE, related_name="stock")
+    on_hand = models.IntegerField(default=0)
+    reserved = models.IntegerField(default=0)
+    low_stock_threshold = models.PositiveIntegerField(default=10)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product_id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(on_hand__gte=0), name="stock_on_hand_gte_0"),
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="stock_reserved_gte_0"),
+            models.CheckConstraint(
+                condition=Q(reserved__lte=F("on_hand")), name="stock_reserved_lte_on_hand"
+            ),
+        ]
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def is_low(self) -> bool:
+        return self.available <= self.low_stock_threshold
+
+    def __str__(self) -> str:
+        return (
+            f"stock of product {self.product_id}: {self.on_hand} on hand, {self.reserved} reserved"
+        )
+
+
+class AppendOnlyQuerySet(models.QuerySet["StockMovement"]):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("stock movements are append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("stock movements are append-only")
+
+
+class StockMovement(models.Model):
+    """Append-only inventory ledger: one row per change of on_hand or reserved.
+
+    Invariant: per product, on_hand == sum(on_hand_delta) and reserved == sum(reserved_delta).
+    A database trigger refuses UPDATE and DELETE, so the ledger cannot be rewritten.
+    """
+
+    class Kind(models.TextChoices):
+        RECEIVE = "receive"
+        ADJUST = "adjust"
+        COUNT = "count"
+        RESERVE = "reserve"
+        RELEASE = "release"
+        SHIP = "ship"
+        RETURN = "return"
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    on_hand_delta = models.IntegerField()
+    reserved_delta = models.IntegerField()
+    on_hand_after = models.IntegerField()
+    reserved_after = models.IntegerField()
+    order = models.ForeignKey(
+        "Order", null=True, blank=True, on_delete=models.PROTECT, related_name="movements"
+    )
+    reason = models.CharField(max_length=255, blank=True, default="")
+    actor = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["product", "-id"], name="movement_product_idx")]
+        triggers: ClassVar[list[pgtrigger.Trigger]] = [
+            pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise TypeError("stock movements are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("stock movements are append-only")
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        SHIPPED = "shipped"
+        DELIVERED = "delivered"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    class Priority(models.TextChoices):
+        LOW = "low"
+        NORMAL = "normal"
+        HIGH = "high"
+
+    TERMINAL: ClassVar[frozenset[str]] = frozenset(
+        {Status.DELIVERED, Status.CANCELLED, Status.FAILED}
+    )
+    CANCELLABLE: ClassVar[frozenset[str]] = frozenset({Status.PENDING, Status.PROCESSING})
+
+    order_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    customer_name = models.CharField(max_length=200)
+    customer_email = models.EmailField()
+    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.NORMAL)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    version = models.PositiveIntegerField(default=1)
+    total_amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    shipping_address = models.CharField(max_length=255, blank=True, default="")
+    shipping_city = models.CharField(max_length=100, blank=True, default="")
+    shipping_postal_code = models.CharField(max_length=20, blank=True, default="")
+    shipping_country = models.CharField(max_length=2, blank=True, default="")
+    tracking_number = models.CharField(max_length=64, blank=True, default="")
+    failure_reason = models.CharField(max_length=255, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    recovery_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processing_at = models.DateTimeField(null=True, blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "status_changed_at"], name="order_status_changed_idx"),
+            models.Index(fields=["-created_at", "-id"], name="order_created_idx"),
+            models.Index(fields=["customer_email", "-created_at"], name="order_customer_idx"),
+            models.Index(fields=["priority", "-created_at"], name="order_priority_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id} ({self.status})"
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "product"], name="orderline_one_per_product"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="orderline_quantity_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x product {self.product_id}"
+
+
+# Audit: trigger-based history (insert and update events) with request/job context.
+pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(Product)
+pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(StockLevel)
+pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(Order)
+pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(OrderLine)

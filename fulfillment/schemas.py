@@ -1,0 +1,69 @@
+"""Ninja In/Out schemas: explicit fields, validation at the edge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+
+class StrictIn(Schema):
+    """Input schemas reject unknown fields, so a typo is a 422 instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: dict = Field(default_factory=dict)
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+# ----- products --------------------------------------------------------------------------------
+
+
+class StockOut(Schema):
+    on_hand: int
+    reserved: int
+    available: int
+    low_stock_threshold: int
+    version: int
+    is_low: bool
+
+
+class ProductOut(Schema):
+    id: int
+    sku: str
+    name: str
+    description: str
+    price: Decimal
+    is_active: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    stock: StockOut | None = None
+
+
+class ProductIn(StrictIn):
+    sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+    price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    is_active: bool = True
+    initial_stock: int = Field(default=0, ge=0, le=1_000_000_000)
+    low_stock_threshold: int = Field(default=10, ge=0, le=1_000_000_000)
+
+
+class ProductUpdateIn(StrictIn):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    price: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    is_active: bool | None = None
+    low_stock_threshold: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    expected_version: int | None = Field(default=None, ge=1)

@@ -1,0 +1,279 @@
+"""Inventory write side: the only code that changes ``StockLevel`` rows.
+
+Every change goes through :func:`apply_stock_changes`, one SQL statement that locks the stock rows
+in primary-key order, applies the deltas only where every invariant still holds (and the expected
+version matches), bumps ``version`` and appends the ledger rows. If any row could not be changed,
+the caller's transaction (savepoint) is rolled back and a domain error says why, so a failed
+request writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from fulfillment.errors import (
+    InsufficientStock,
+    InvalidStockChange,
+    NotFound,
+    Shortage,
+    ValidationFailed,
+    VersionConflict,
+)
+from fulfillment.models import StockLevel, StockMovement
+
+Kind = StockMovement.Kind
+
+
+@dataclass(frozen=True)
+class StockChange:
+    product_id: int
+    on_hand_delta: int = 0
+    reserved_delta: int = 0
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class StockResult:
+    product_id: int
+    on_hand: int
+    reserved: int
+    version: int
+    movement_id: int
+
+
+_APPLY_SQL = """
+WITH d AS (
+    SELECT * FROM unnest(%(pids)s::bigint[], %(oh)s::int[], %(rs)s::int[], %(ev)s::int[])
+        AS d(product_id, oh, rs, ev)
+), locked AS (
+    SELECT s.id FROM fulfillment_stocklevel s
+    WHERE s.product_id = ANY(%(pids)s::bigint[])
+    ORDER BY s.id
+    FOR UPDATE
+), upd AS (
+    UPDATE fulfillment_stocklevel s
+    SET on_hand = s.on_hand + d.oh, reserved = s.reserved + d.rs,
+        version = s.version + 1, updated_at = now()
+    FROM d, locked
+    WHERE s.id = locked.id AND s.product_id = d.product_id
+      AND s.on_hand + d.oh >= 0
+      AND s.reserved + d.rs >= 0
+      AND s.reserved + d.rs <= s.on_hand + d.oh
+      AND (d.ev IS NULL OR s.version = d.ev)
+    RETURNING s.product_id, s.on_hand, s.reserved, s.version, d.oh, d.rs
+)
+INSERT INTO fulfillment_stockmovement
+    (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+     order_id, reason, actor, created_at)
+SELECT upd.product_id, %(kind)s, upd.oh, upd.rs, upd.on_hand, upd.reserved,
+       %(order_id)s, %(reason)s, %(actor)s, now()
+FROM upd
+RETURNING product_id, on_hand_after, reserved_after, id,
+          (SELECT version FROM upd WHERE upd.product_id = fulfillment_stockmovement.product_id)
+"""
+
+
+def apply_stock_changes(
+    *,
+    changes: Sequence[StockChange],
+    kind: str,
+    actor: str,
+    reason: str = "",
+    order_id: int | None = None,
+) -> list[StockResult]:
+    """Apply all ``changes`` or none; see the module docstring.
+
+    Must run inside a transaction (the caller's ``atomic`` block): the row locks are held until
+    it commits, so keep the work after this call short.
+    """
+    if not changes:
+        return []
+    pids = [c.product_id for c in changes]
+    if len(set(pids)) != len(pids):
+        raise ValidationFailed("each product may appear only once", product_ids=pids)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            _APPLY_SQL,
+            {
+                "pids": pids,
+                "oh": [c.on_hand_delta for c in changes],
+                "rs": [c.reserved_delta for c in changes],
+                "ev": [c.expected_version for c in changes],
+                "kind": kind,
+                "order_id": order_id,
+                "reason": reason,
+                "actor": actor,
+            },
+        )
+        rows = cur.fetchall()
+        if len(rows) != len(changes):
+            done = {r[0] for r in rows}
+            _raise_for_failures([c for c in changes if c.product_id not in done], kind)
+    return [StockResult(r[0], r[1], r[2], r[4], r[3]) for r in rows]
+
+
+def _raise_for_failures(failed: list[StockChange], kind: str) -> None:
+    """Explain why rows were not changed. Runs only on the failure path."""
+    levels = {
+        s.product_id: s
+        for s in StockLevel.objects.filter(product_id__in=[c.product_id for c in failed])
+    }
+    missing = [c.product_id for c in failed if c.product_id not in levels]
+    if missing:
+        raise NotFound("product", missing[0] if len(missing) == 1 else missing)
+    for c in failed:
+        s = levels[c.product_id]
+        if c.expected_version is not None and s.version != c.expected_version:
+            raise VersionConflict("stock level", c.product_id, c.expected_version, s.version)
+    if kind == Kind.RESERVE:
+        raise InsufficientStock(
+            [
+                Shortage(c.product_id, c.reserved_delta, levels[c.product_id].available)
+                for c in failed
+            ]
+        )
+    c = failed[0]
+    s = levels[c.product_id]
+    raise InvalidStockChange(
+        "the change would leave stock negative or reserved above on hand",
+        product_id=c.product_id,
+        on_hand=s.on_hand,
+        reserved=s.reserved,
+        on_hand_delta=c.on_hand_delta,
+        reserved_delta=c.reserved_delta,
+    )
+
+
+# ----- single-product operations (receive / adjust / count / return) ---------------------------
+
+
+def _single(
+    *,
+    product_id: int,
+    kind: str,
+    on_hand_delta: int,
+    reason: str,
+    actor: str,
+    expected_version: int | None,
+) -> StockResult:
+    if on_hand_delta == 0:
+        raise ValidationFailed("the change must not be zero", field="quantity_change")
+    return apply_stock_changes(
+        changes=[StockChange(product_id, on_hand_delta, 0, expected_version)],
+        kind=kind,
+        actor=actor,
+        reason=reason,
+    )[0]
+
+
+@transaction.atomic
+def stock_receive(
+    *,
+    product_id: int,
+    quantity: int,
+    actor: str,
+    reason: str = "",
+    expected_version: int | None = None,
+) -> StockResult:
+    """Goods arrived: on_hand grows by ``quantity`` (> 0)."""
+    if quantity <= 0:
+        raise ValidationFailed("quantity must be positive", field="quantity")
+    return _single(
+        product_id=product_id,
+        kind=Kind.RECEIVE,
+        on_hand_delta=quantity,
+        reason=reason,
+        actor=actor,
+        expected_version=expected_version,
+    )
+
+
+@transaction.atomic
+def stock_adjust(
+    *,
+    product_id: int,
+    delta: int,
+    actor: str,
+    reason: str,
+    kind: str = Kind.ADJUST,
+    expected_version: int | None = None,
+) -> StockResult:
+    """Signed change of on_hand (kinds adjust, receive, return); refuses to go below reserved."""
+    if kind not in (Kind.ADJUST, Kind.RECEIVE, Kind.RETURN):
+        raise ValidationFailed(f"kind {kind!r} is not a manual adjustment", field="kind")
+    if kind in (Kind.RECEIVE, Kind.RETURN) and delta < 0:
+        raise ValidationFailed(f"a {kind} must add stock", field="quantity_change")
+    return _single(
+        product_id=product_id,
+        kind=kind,
+        on_hand_delta=delta,
+        reason=reason,
+        actor=actor,
+        expected_version=expected_version,
+    )
+
+
+@transaction.atomic
+def stock_count(
+    *, product_id: int, counted: int, actor: str, reason: str, expected_version: int | None = None
+) -> StockResult:
+    """Physical count: set on_hand to ``counted``; the movement records the difference.
+
+    The row is locked first so the difference is computed against the value it replaces.
+    """
+    if counted < 0:
+        raise ValidationFailed("a count cannot be negative", field="set_to")
+    level = StockLevel.objects.select_for_update().filter(product_id=product_id).first()
+    if level is None:
+        raise NotFound("product", product_id)
+    if expected_version is not None and level.version != expected_version:
+        raise VersionConflict("stock level", product_id, expected_version, level.version)
+    return _single(
+        product_id=product_id,
+        kind=Kind.COUNT,
+        on_hand_delta=counted - level.on_hand,
+        reason=reason,
+        actor=actor,
+        expected_version=None,
+    )
+
+
+# ----- order primitives (reserve / release / ship) -------------------------------------------
+
+
+def _order_changes(
+    lines: Iterable[tuple[int, int]], oh_sign: int, rs_sign: int
+) -> list[StockChange]:
+    return [StockChange(pid, oh_sign * qty, rs_sign * qty) for pid, qty in lines]
+
+
+def stock_reserve(
+    *, lines: Iterable[tuple[int, int]], order_id: int | None, actor: str
+) -> list[StockResult]:
+    """Reserve ``(product_id, quantity)`` lines for an order; InsufficientStock lists every short line."""
+    return apply_stock_changes(
+        changes=_order_changes(lines, 0, +1), kind=Kind.RESERVE, actor=actor, order_id=order_id
+    )
+
+
+def stock_release(
+    *, lines: Iterable[tuple[int, int]], order_id: int, actor: str, reason: str = ""
+) -> list[StockResult]:
+    """Give an order's reservation back (cancel or failure before shipping)."""
+    return apply_stock_changes(
+        changes=_order_changes(lines, 0, -1),
+        kind=Kind.RELEASE,
+        actor=actor,
+        order_id=order_id,
+        reason=reason,
+    )
+
+
+def stock_ship(*, lines: Iterable[tuple[int, int]], order_id: int, actor: str) -> list[StockResult]:
+    """Reserved units leave the warehouse: on_hand and reserved both drop."""
+    return apply_stock_changes(
+        changes=_order_changes(lines, -1, -1), kind=Kind.SHIP, actor=actor, order_id=order_id
+    )
