@@ -2,10 +2,11 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from fulfillment import selectors
 from fulfillment.api.common import actor_of, expected_version
 from fulfillment.models import Product
-from fulfillment.schemas import ErrorOut, ProductIn, ProductOut, ProductUpdateIn
+from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.products import ProductIn, ProductOut, ProductUpdateIn
+from fulfillment.selectors import products as selectors
 from fulfillment.services import products as product_services
 
 router = Router(tags=["products"])

@@ -1,4 +1,4 @@
-"""Ninja In/Out schemas: explicit fields, validation at the edge."""
+"""Product schemas."""
 
 from __future__ import annotations
 
@@ -6,24 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
-
-class StrictIn(Schema):
-    """Input schemas reject unknown fields, so a typo is a 422 instead of being ignored."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class ErrorBody(Schema):
-    code: str
-    message: str
-    details: dict = Field(default_factory=dict)
-
-
-class ErrorOut(Schema):
-    error: ErrorBody
-
+from fulfillment.schemas.common import StrictIn
 
 # ----- products --------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Read side: querysets with their joins applied, so endpoints never run N+1 queries."""
+"""Product reads."""
 
 from __future__ import annotations
 
