@@ -178,3 +178,11 @@ LOGGING = {
         "procrastinate": {"level": env.str("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# --- pipeline ------------------------------------------------------------------------------
+# A non-terminal order is stale when it has stayed in its status longer than this.
+STALE_AFTER_SECONDS = {
+    "pending": env.int("STALE_PENDING_SECONDS", default=300),
+    "processing": env.int("STALE_PROCESSING_SECONDS", default=600),
+    "shipped": env.int("STALE_SHIPPED_SECONDS", default=900),
+}

@@ -1,0 +1,30 @@
+"""What "stale" means, in one place: a non-terminal order whose ``status_changed_at`` is older
+than the threshold of its stage. Used by the stale-order job, ``check_stale`` and
+``GET /orders/?stale_only=true``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from fulfillment.models import Order
+
+
+def stale_thresholds() -> dict[str, timedelta]:
+    seconds: dict[str, int] = settings.STALE_AFTER_SECONDS
+    return {status: timedelta(seconds=s) for status, s in seconds.items()}
+
+
+def stale_q() -> Q:
+    """A filter on Order matching stale orders now."""
+    now = timezone.now()
+    q = Q(pk__in=[])
+    for status, threshold in stale_thresholds().items():
+        q |= Q(status=status, status_changed_at__lt=now - threshold)
+    return q
+
+
+__all__ = ["Order", "stale_q", "stale_thresholds"]
