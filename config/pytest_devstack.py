@@ -24,6 +24,10 @@ def pytest_load_initial_conftests(early_config, parser, args) -> Generator[None,
     if _stack is not None and redis_url.endswith("/0"):
         redis_url = redis_url[:-2] + "/15"
     os.environ["REDIS_URL"] = redis_url
+    # A `replica` alias that mirrors the test database (TEST MIRROR), with the primary/replica
+    # router off: tests/test_db_router.py switches it on where it is under test.
+    os.environ.setdefault("DATABASE_REPLICA_URL", env["DATABASE_URL"])
+    os.environ.setdefault("DATABASE_ROUTERS", "")
     return (yield)
 
 

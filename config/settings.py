@@ -104,16 +104,43 @@ def _devstack_state() -> dict[str, int]:
         return {}
 
 
-DATABASES = {"default": env.db_url_config(_database_url())}
-DATABASES["default"].update(
-    {
-        "ENGINE": "django.db.backends.postgresql",
-        # Persistent connections under sync gunicorn workers: one connection per worker process.
-        "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=600),
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5)},
+def _db_config(url: str) -> dict[str, object]:
+    """A DATABASES entry for ``url`` (primary and replica share the connection settings)."""
+    config: dict[str, object] = dict(env.db_url_config(url))
+    url_options = config.get("OPTIONS") or {}
+    assert isinstance(url_options, dict)
+    config.update(
+        {
+            "ENGINE": "django.db.backends.postgresql",
+            # Persistent connections under sync gunicorn workers: one per worker process.
+            "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=600),
+            "CONN_HEALTH_CHECKS": True,
+            # Behind PgBouncer in transaction pooling mode (README, "Scaling out").
+            "DISABLE_SERVER_SIDE_CURSORS": env.bool(
+                "DB_DISABLE_SERVER_SIDE_CURSORS", default=False
+            ),
+            # URL query options (e.g. ?sslmode=require) are kept.
+            "OPTIONS": {"connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5), **url_options},
+        }
+    )
+    return config
+
+
+DATABASES = {
+    "default": {
+        **_db_config(_database_url()),
         "TEST": {"NAME": env.str("TEST_DATABASE_NAME", default="test_fulfillment")},
     }
+}
+# Optional streaming replica: reads go there, writes/locks/transactions to the primary
+# (config/db_router.py). In tests the alias mirrors the test database.
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {**_db_config(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
+# Comma separated; set to an empty value to keep a configured replica alias unused.
+DATABASE_ROUTERS = env.list(
+    "DATABASE_ROUTERS",
+    default=["config.db_router.PrimaryReplicaRouter"] if DATABASE_REPLICA_URL else [],
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
