@@ -68,8 +68,8 @@ def error_response(
 
 def _status_for(exc: errors.FulfillmentError) -> int:
     for cls in type(exc).__mro__:
-        if cls in STATUS_BY_CODE:
-            return STATUS_BY_CODE[cls]  # type: ignore[index]
+        if issubclass(cls, errors.FulfillmentError) and cls in STATUS_BY_CODE:
+            return STATUS_BY_CODE[cls]
     return 400
 
 

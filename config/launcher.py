@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from config.devstack import ROOT, DevStack, external_or_embedded_env
 
@@ -42,6 +43,12 @@ def _venv_bin(cmd: list[str]) -> list[str]:
     return cmd
 
 
+def _program(child: subprocess.Popen[bytes]) -> str:
+    """The program a child runs (children are started from lists of str)."""
+    args = child.args
+    return str(args[0]) if isinstance(args, list) else str(args)
+
+
 def _manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -54,7 +61,7 @@ def _manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
     return result.stdout or ""
 
 
-def _acquire_single_instance_lock(base: Path):  # type: ignore[no-untyped-def]
+def _acquire_single_instance_lock(base: Path) -> TextIO:
     base.mkdir(parents=True, exist_ok=True)
     fh = open(base / "run.lock", "a+")  # noqa: SIM115 - held for the life of the process
     try:
@@ -147,7 +154,7 @@ def run(argv: list[str]) -> int:
             for child in children:
                 code = child.poll()
                 if code is not None and not stopping:
-                    _say(f"{child.args[0]} exited with code {code}; shutting down")
+                    _say(f"{_program(child)} exited with code {code}; shutting down")
                     stop_all()
                     return 1
             time.sleep(0.5)

@@ -13,7 +13,9 @@ _stack = None
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_load_initial_conftests(early_config, parser, args) -> Generator[None, None, None]:  # type: ignore[no-untyped-def]
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
     global _stack
     from config.devstack import external_or_embedded_env
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
+from procrastinate.types import JSONDict
 
 from fulfillment.errors import InvalidTransition, NotFound, VersionConflict
 from fulfillment.models import Order
@@ -25,7 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     Status.PROCESSING: frozenset({Status.SHIPPED, Status.CANCELLED, Status.FAILED}),
     Status.SHIPPED: frozenset({Status.DELIVERED}),
 }
-TIMESTAMP_FIELD = {
+TIMESTAMP_FIELD: dict[str, str] = {
     Status.PROCESSING: "processing_at",
     Status.SHIPPED: "shipped_at",
     Status.DELIVERED: "delivered_at",
@@ -36,9 +37,13 @@ TIMESTAMP_FIELD = {
 
 def _lock_order(*, order_pk: int | None = None, order_id: UUID | None = None) -> Order:
     qs = Order.objects.select_for_update(of=("self",))
-    order = (
-        qs.filter(pk=order_pk) if order_pk is not None else qs.filter(order_id=order_id)
-    ).first()
+    if order_pk is not None:
+        qs = qs.filter(pk=order_pk)
+    elif order_id is not None:
+        qs = qs.filter(order_id=order_id)
+    else:
+        raise TypeError("order_pk or order_id is required")
+    order = qs.first()
     if order is None:
         raise NotFound("order", order_id if order_id is not None else order_pk)
     return order
@@ -102,6 +107,7 @@ def enqueue_first_stage(*, order_pks: Sequence[int]) -> None:
 
     if not order_pks:
         return
-    advance_order.batch_defer(
-        *({"order_pk": pk, "expected_status": Status.PENDING} for pk in order_pks)
-    )
+    jobs: list[JSONDict] = [
+        {"order_pk": pk, "expected_status": Status.PENDING.value} for pk in order_pks
+    ]
+    advance_order.batch_defer(*jobs)
