@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -104,11 +105,10 @@ def _devstack_state() -> dict[str, int]:
         return {}
 
 
-def _db_config(url: str) -> dict[str, object]:
+def _db_config(url: str) -> dict[str, Any]:
     """A DATABASES entry for ``url`` (primary and replica share the connection settings)."""
-    config: dict[str, object] = dict(env.db_url_config(url))
-    url_options = config.get("OPTIONS") or {}
-    assert isinstance(url_options, dict)
+    config: dict[str, Any] = dict(env.db_url_config(url))
+    url_options: dict[str, Any] = dict(config.get("OPTIONS") or {})
     config.update(
         {
             "ENGINE": "django.db.backends.postgresql",
