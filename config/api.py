@@ -128,9 +128,10 @@ __all__ = ["api", "error_response", "AuthenticationError", "AuthorizationError"]
 
 
 def _register_routers() -> None:
-    from fulfillment.api import products
+    from fulfillment.api import inventory, products
 
     api.add_router("/products/", products.router)
+    api.add_router("/inventory/", inventory.router)
 
 
 _register_routers()

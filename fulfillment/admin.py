@@ -3,16 +3,39 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 
 from fulfillment.models import Order, OrderLine, Product, StockLevel, StockMovement
+from fulfillment.selectors.inventory import LOW_STOCK
+from fulfillment.services.inventory import stock_threshold_set
 
 
 class StockInline(admin.StackedInline):
+    """Read-only here: numbers change through the inventory services, the threshold through the
+    stock level page (a whole-row save from a form could overwrite concurrent stock changes)."""
+
     model = StockLevel
     can_delete = False
-    readonly_fields = ("on_hand", "reserved", "version")
-    fields = ("on_hand", "reserved", "low_stock_threshold", "version")
+    fields = readonly_fields = ("on_hand", "reserved", "low_stock_threshold", "version")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LowStockFilter(admin.SimpleListFilter):
+    title = "low stock"
+    parameter_name = "low_stock"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Low stock"), ("no", "Enough stock")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(LOW_STOCK)
+        if self.value() == "no":
+            return queryset.exclude(LOW_STOCK)
+        return queryset
 
 
 @admin.register(Product)
@@ -26,22 +49,38 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(StockLevel)
 class StockLevelAdmin(admin.ModelAdmin):
+    """Stock levels with available and low-stock flags. Only the threshold is editable, and it is
+    saved through ``stock_threshold_set`` (one column), never as a whole-row save."""
+
     list_display = (
         "product",
         "on_hand",
         "reserved",
-        "available",
+        "available_units",
         "low_stock_threshold",
         "low_stock",
         "version",
+        "updated_at",
     )
     list_select_related = ("product",)
+    list_filter = (LowStockFilter, "product__is_active")
     search_fields = ("product__sku", "product__name")
-    readonly_fields = ("product", "on_hand", "reserved", "version", "updated_at")
+    readonly_fields = ("product", "on_hand", "reserved", "available_units", "version", "updated_at")
+    fields = ("product", "on_hand", "reserved", "available_units", "low_stock_threshold", "version")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StockLevel]:
+        return super().get_queryset(request).annotate(available_db=F("on_hand") - F("reserved"))
+
+    @admin.display(description="available", ordering="available_db")
+    def available_units(self, obj: StockLevel) -> int:
+        return obj.available
 
     @admin.display(boolean=True, description="low stock")
     def low_stock(self, obj: StockLevel) -> bool:
         return obj.is_low
+
+    def save_model(self, request: HttpRequest, obj: StockLevel, form: Any, change: bool) -> None:
+        stock_threshold_set(product_id=obj.product_id, threshold=obj.low_stock_threshold)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -67,8 +106,9 @@ class StockMovementAdmin(admin.ModelAdmin):
         "actor",
         "reason",
     )
-    list_filter = ("kind",)
+    list_filter = ("kind", "created_at")
     list_select_related = ("product", "order")
+    date_hierarchy = "created_at"
     search_fields = ("product__sku", "reason", "actor")
     raw_id_fields = ("product", "order")
 

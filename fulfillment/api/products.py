@@ -5,6 +5,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 from fulfillment.api.common import actor_of, expected_version
 from fulfillment.models import Product
 from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.inventory import StockEventOut
 from fulfillment.schemas.products import ProductIn, ProductOut, ProductUpdateIn
 from fulfillment.selectors import products as selectors
 from fulfillment.services import products as product_services
@@ -28,6 +29,23 @@ def list_products(request: HttpRequest, filters: Query[ProductFilters]):  # type
 def create_product(request: HttpRequest, payload: ProductIn) -> Status:
     product = product_services.product_create(actor=actor_of(request), **payload.dict())
     return Status(201, selectors.product_get(product_id=product.pk))
+
+
+class LowStockFilters(Schema):
+    is_active: bool | None = None
+
+
+# Literal paths are registered before "/{int:product_id}/" (which only matches digits anyway).
+@router.get("/low_stock/", response=list[ProductOut])
+@paginate(LimitOffsetPagination)
+def low_stock_products(request: HttpRequest, filters: Query[LowStockFilters]):  # type: ignore[no-untyped-def]
+    return selectors.product_low_stock(active=filters.is_active)
+
+
+@router.get("/{int:product_id}/stock_history/", response={200: list[StockEventOut], 404: ErrorOut})
+@paginate(LimitOffsetPagination)
+def stock_history(request: HttpRequest, product_id: int):  # type: ignore[no-untyped-def]
+    return selectors.product_stock_history(product_id=product_id)
 
 
 @router.get("/{int:product_id}/", response={200: ProductOut, 404: ErrorOut})

@@ -5,6 +5,9 @@ in primary-key order, applies the deltas only where every invariant still holds 
 version matches), bumps ``version`` and appends the ledger rows. If any row could not be changed,
 the caller's transaction (savepoint) is rolled back and a domain error says why, so a failed
 request writes nothing.
+
+Because every write passes through that one function, it is also the one place that invalidates
+the cached inventory summary (after commit, at most once per transaction).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from django.core.cache import cache
 from django.db import connection, transaction
+from django.utils import timezone
 
 from fulfillment.errors import (
     InsufficientStock,
@@ -23,6 +28,7 @@ from fulfillment.errors import (
     VersionConflict,
 )
 from fulfillment.models import StockLevel, StockMovement
+from fulfillment.selectors.inventory import SUMMARY_CACHE_KEY
 
 Kind = StockMovement.Kind
 
@@ -112,7 +118,27 @@ def apply_stock_changes(
         if len(rows) != len(changes):
             done = {r[0] for r in rows}
             _raise_for_failures([c for c in changes if c.product_id not in done], kind)
+    _invalidate_summary_on_commit()
     return [StockResult(r[0], r[1], r[2], r[4], r[3]) for r in rows]
+
+
+def _invalidate_summary() -> None:
+    cache.delete(SUMMARY_CACHE_KEY)  # IGNORE_EXCEPTIONS: Redis down never fails a write
+
+
+def _invalidate_summary_on_commit() -> None:
+    """Drop the cached summary once the write commits; one Redis call per transaction.
+
+    Order intake calls the stock services on its hot path, often several times per transaction
+    (bulk intake). A callback already registered in an enclosing savepoint survives whenever
+    this write survives, so a second one would only repeat the same ``DEL``.
+    """
+    if connection.in_atomic_block:
+        current = set(connection.savepoint_ids)
+        for sids, func, _robust in connection.run_on_commit:
+            if func is _invalidate_summary and sids <= current:
+                return
+    transaction.on_commit(_invalidate_summary)
 
 
 def _raise_for_failures(failed: list[StockChange], kind: str) -> None:
@@ -169,7 +195,6 @@ def _single(
     )[0]
 
 
-@transaction.atomic
 def stock_receive(
     *,
     product_id: int,
@@ -178,7 +203,11 @@ def stock_receive(
     reason: str = "",
     expected_version: int | None = None,
 ) -> StockResult:
-    """Goods arrived: on_hand grows by ``quantity`` (> 0)."""
+    """Goods arrived: on_hand grows by ``quantity`` (> 0).
+
+    One conditional UPDATE through :func:`apply_stock_changes` (row lock, version bump, ledger
+    row); a stale ``expected_version`` raises VersionConflict and writes nothing.
+    """
     if quantity <= 0:
         raise ValidationFailed("quantity must be positive", field="quantity")
     return _single(
@@ -191,7 +220,6 @@ def stock_receive(
     )
 
 
-@transaction.atomic
 def stock_adjust(
     *,
     product_id: int,
@@ -201,7 +229,12 @@ def stock_adjust(
     kind: str = Kind.ADJUST,
     expected_version: int | None = None,
 ) -> StockResult:
-    """Signed change of on_hand (kinds adjust, receive, return); refuses to go below reserved."""
+    """Signed change of on_hand (kinds adjust, receive, return); refuses to go below reserved.
+
+    One conditional UPDATE through :func:`apply_stock_changes`: it locks the row, applies the delta
+    only if ``on_hand`` stays >= ``reserved`` >= 0 and the version matches, and appends the ledger
+    row in the same statement. Otherwise InvalidStockChange / VersionConflict and nothing written.
+    """
     if kind not in (Kind.ADJUST, Kind.RECEIVE, Kind.RETURN):
         raise ValidationFailed(f"kind {kind!r} is not a manual adjustment", field="kind")
     if kind in (Kind.RECEIVE, Kind.RETURN) and delta < 0:
@@ -222,7 +255,9 @@ def stock_count(
 ) -> StockResult:
     """Physical count: set on_hand to ``counted``; the movement records the difference.
 
-    The row is locked first so the difference is computed against the value it replaces.
+    The row is locked first (``SELECT ... FOR UPDATE``) so the difference is computed against the
+    value it replaces; the lock is held until commit. A count below ``reserved`` is refused
+    (InvalidStockChange), a count equal to on_hand has nothing to record (ValidationFailed).
     """
     if counted < 0:
         raise ValidationFailed("a count cannot be negative", field="set_to")
@@ -231,6 +266,11 @@ def stock_count(
         raise NotFound("product", product_id)
     if expected_version is not None and level.version != expected_version:
         raise VersionConflict("stock level", product_id, expected_version, level.version)
+    if counted == level.on_hand:
+        raise ValidationFailed(
+            f"the count equals the current on_hand ({counted}); there is no difference to record",
+            field="set_to",
+        )
     return _single(
         product_id=product_id,
         kind=Kind.COUNT,
@@ -238,6 +278,61 @@ def stock_count(
         reason=reason,
         actor=actor,
         expected_version=None,
+    )
+
+
+@transaction.atomic
+def stock_threshold_set(*, product_id: int, threshold: int) -> StockLevel:
+    """Change the low-stock threshold only (never on_hand/reserved, so no ledger row).
+
+    Updates the one column under the row lock of a plain UPDATE, so a concurrent stock write is
+    never overwritten with stale numbers (as saving a whole loaded model instance would).
+    """
+    if threshold < 0:
+        raise ValidationFailed("the threshold cannot be negative", field="low_stock_threshold")
+    updated = StockLevel.objects.filter(product_id=product_id).update(
+        low_stock_threshold=threshold, updated_at=timezone.now()
+    )
+    if not updated:
+        raise NotFound("product", product_id)
+    _invalidate_summary_on_commit()
+    return StockLevel.objects.get(product_id=product_id)
+
+
+def stock_apply_adjustment(
+    *,
+    product_id: int,
+    kind: str,
+    actor: str,
+    reason: str,
+    quantity_change: int | None = None,
+    set_to: int | None = None,
+    expected_version: int | None = None,
+) -> StockResult:
+    """A manual adjustment as the API takes it: ``count`` sets on_hand to ``set_to``, the other
+    kinds (adjust, receive, return) add the signed ``quantity_change``.
+
+    Locking and invariants are those of :func:`stock_count` and :func:`stock_adjust`.
+    """
+    if kind == Kind.COUNT:
+        if set_to is None:
+            raise ValidationFailed("a count needs set_to", field="set_to")
+        return stock_count(
+            product_id=product_id,
+            counted=set_to,
+            actor=actor,
+            reason=reason,
+            expected_version=expected_version,
+        )
+    if quantity_change is None:
+        raise ValidationFailed(f"a {kind} needs quantity_change", field="quantity_change")
+    return stock_adjust(
+        product_id=product_id,
+        delta=quantity_change,
+        actor=actor,
+        reason=reason,
+        kind=kind,
+        expected_version=expected_version,
     )
 
 

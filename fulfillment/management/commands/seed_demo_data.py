@@ -6,9 +6,9 @@ import random
 from decimal import Decimal
 from typing import Any
 
-import pghistory
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
+from fulfillment.audit import AuditedCommand
 from fulfillment.models import Product
 from fulfillment.services.products import product_create
 
@@ -33,7 +33,7 @@ WORDS = [
 TONES = ["Red", "Blue", "Steel", "Mini", "Pro", "Max", "Eco", "Ultra"]
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create demo products with stock (idempotent: existing SKUs are left alone)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -49,26 +49,25 @@ class Command(BaseCommand):
             Product.objects.filter(sku__startswith="DEMO-").values_list("sku", flat=True)
         )
         created = 0
-        with pghistory.context(command="seed_demo_data"):
-            for i in range(1, count + 1):
-                sku = f"DEMO-{i:05d}"
-                name = f"{rng.choice(TONES)} {rng.choice(WORDS)} {i}"
-                price = Decimal(rng.randrange(199, 49999)) / 100
-                stock = rng.randrange(50, 1000)
-                if sku in existing:
-                    continue
-                product_create(
-                    sku=sku,
-                    name=name,
-                    price=price,
-                    initial_stock=stock,
-                    low_stock_threshold=20,
-                    actor="command:seed_demo_data",
-                    description=f"Demo product {i}",
-                )
-                created += 1
-                if created % 100 == 0:
-                    self.stdout.write(f"  {created} products created...")
+        for i in range(1, count + 1):
+            sku = f"DEMO-{i:05d}"
+            name = f"{rng.choice(TONES)} {rng.choice(WORDS)} {i}"
+            price = Decimal(rng.randrange(199, 49999)) / 100
+            stock = rng.randrange(50, 1000)
+            if sku in existing:
+                continue
+            product_create(
+                sku=sku,
+                name=name,
+                price=price,
+                initial_stock=stock,
+                low_stock_threshold=20,
+                actor=self.actor,
+                description=f"Demo product {i}",
+            )
+            created += 1
+            if created % 100 == 0:
+                self.stdout.write(f"  {created} products created...")
         self.stdout.write(
             self.style.SUCCESS(
                 f"demo data: {created} product(s) created, {len(existing)} already present"

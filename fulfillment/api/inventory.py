@@ -1,0 +1,69 @@
+"""Inventory endpoints: stock levels, manual adjustments (optimistic concurrency), the ledger and
+the cached summary. ``{product_id}`` is the product's id (each product has one stock level)."""
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from fulfillment.api.common import actor_of, expected_version
+from fulfillment.models import StockLevel, StockMovement
+from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.inventory import (
+    AdjustIn,
+    AdjustOut,
+    InventoryOut,
+    MovementOut,
+    SummaryOut,
+)
+from fulfillment.selectors import inventory as selectors
+from fulfillment.services import inventory as services
+
+router = Router(tags=["inventory"])
+ERRORS = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class InventoryFilters(Schema):
+    low_stock: bool | None = None
+    search: str | None = None
+
+
+class MovementFilters(Schema):
+    kind: StockMovement.Kind | None = None
+
+
+@router.get("/", response=list[InventoryOut])
+@paginate(LimitOffsetPagination)
+def list_inventory(request: HttpRequest, filters: Query[InventoryFilters]):  # type: ignore[no-untyped-def]
+    return selectors.stock_list(low_stock=filters.low_stock, search=filters.search)
+
+
+@router.get("/summary/", response=SummaryOut)
+def inventory_summary(request: HttpRequest) -> dict:
+    return selectors.inventory_summary()
+
+
+@router.get("/{int:product_id}/", response={200: InventoryOut, 404: ErrorOut})
+def get_inventory(request: HttpRequest, product_id: int) -> StockLevel:
+    return selectors.stock_get(product_id=product_id)
+
+
+@router.post("/{int:product_id}/adjust/", response={200: AdjustOut, **ERRORS})
+def adjust_inventory(request: HttpRequest, product_id: int, payload: AdjustIn) -> dict:
+    result = services.stock_apply_adjustment(
+        product_id=product_id,
+        kind=str(payload.kind),
+        quantity_change=payload.quantity_change,
+        set_to=payload.set_to,
+        reason=payload.reason,
+        actor=actor_of(request),
+        expected_version=expected_version(request, payload.expected_version),
+    )
+    return {"stock": result, "movement": selectors.movement_get(movement_id=result.movement_id)}
+
+
+@router.get("/{int:product_id}/transactions/", response={200: list[MovementOut], 404: ErrorOut})
+@paginate(LimitOffsetPagination)
+def list_transactions(  # type: ignore[no-untyped-def]
+    request: HttpRequest, product_id: int, filters: Query[MovementFilters]
+):
+    return selectors.movement_list(product_id=product_id, kind=filters.kind)
