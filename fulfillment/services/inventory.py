@@ -135,7 +135,9 @@ def _invalidate_summary_on_commit() -> None:
     """
     if connection.in_atomic_block:
         current = set(connection.savepoint_ids)
-        for sids, func, _robust in connection.run_on_commit:
+        # Django keeps (savepoint ids, callback, robust) per registered callback.
+        for entry in connection.run_on_commit:
+            sids, func = entry[0], entry[1]
             if func is _invalidate_summary and sids <= current:
                 return
     transaction.on_commit(_invalidate_summary)

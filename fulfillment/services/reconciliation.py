@@ -117,7 +117,18 @@ def inventory_reconcile(*, max_drifts: int = 1000) -> ReconciliationResult:
         rows = cur.fetchall()
     totals = next(r for r in rows if r[0] is None)
     drift_rows = [r for r in rows if r[0] is not None]
-    drifts = [Drift(*(int(v) if i != 1 else str(v) for i, v in enumerate(r))) for r in drift_rows]
+    drifts = [
+        Drift(
+            product_id=int(r[0]),
+            sku=str(r[1]),
+            on_hand=int(r[2]),
+            ledger_on_hand=int(r[3]),
+            reserved=int(r[4]),
+            ledger_reserved=int(r[5]),
+            open_order_reserved=int(r[6]),
+        )
+        for r in drift_rows
+    ]
     return ReconciliationResult(
         ok=not drifts,
         products_checked=int(totals[2] or 0),

@@ -409,3 +409,45 @@ def test_concurrent_random_adjustments_never_500_never_deadlock_and_reconcile():
     outcome = inventory_reconcile()
     assert outcome.ok, outcome.drifts
     assert outcome.products_checked == 5
+
+
+# ----- product endpoints: low_stock/ and {id}/stock_history/ ----------------------------------
+
+
+def test_products_low_stock_lists_available_at_or_below_threshold(api):
+    low = make_product(stock=5, threshold=10, sku="P-LOW")
+    edge = make_product(stock=12, threshold=10, sku="P-EDGE")
+    make_product(stock=50, threshold=10, sku="P-OK")
+    make_product(stock=1, threshold=10, sku="P-OFF", active=False)
+    stock_reserve(lines=[(edge.pk, 2)], order_id=None, actor="t")  # available 10 == threshold
+
+    response = api.get("products/low_stock/")
+
+    assert response.status_code == 200, response.content  # not taken for a product id
+    body = response.json()
+    assert [p["sku"] for p in body["items"]] == ["P-LOW", "P-EDGE", "P-OFF"]
+    assert body["items"][0]["id"] == low.pk
+    assert body["items"][0]["stock"]["is_low"] is True
+    active = api.get("products/low_stock/?is_active=true").json()
+    assert [p["sku"] for p in active["items"]] == ["P-LOW", "P-EDGE"]
+    assert api.get("products/low_stock/?limit=1").json()["count"] == 3
+
+
+def test_products_stock_history_shows_events_with_context_newest_first(api):
+    product = make_product(stock=10)
+    api.post(
+        f"inventory/{product.pk}/adjust/",
+        {"quantity_change": 5, "reason": "x"},
+        headers={"X-Request-ID": "hist-1"},
+    )
+
+    body = api.get(f"products/{product.pk}/stock_history/").json()
+
+    assert body["count"] == 3  # insert, initial receive, adjustment
+    newest = body["items"][0]
+    assert newest["label"] == "update"
+    assert (newest["on_hand"], newest["available"], newest["version"]) == (15, 15, 3)
+    assert newest["context"]["request_id"] == "hist-1"
+    assert newest["context"]["actor"] == "anonymous"
+    assert [e["label"] for e in body["items"]][-1] == "insert"
+    assert_error(api.get("products/999999/stock_history/"), 404, "not_found")
