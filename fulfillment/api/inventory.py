@@ -1,7 +1,7 @@
 """Inventory endpoints: stock levels, manual adjustments (optimistic concurrency), the ledger and
 the cached summary. ``{product_id}`` is the product's id (each product has one stock level)."""
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 from ninja.pagination import LimitOffsetPagination, paginate
 
@@ -43,12 +43,16 @@ def inventory_summary(request: HttpRequest) -> dict:
 
 
 @router.get("/{int:product_id}/", response={200: InventoryOut, 404: ErrorOut})
-def get_inventory(request: HttpRequest, product_id: int) -> StockLevel:
-    return selectors.stock_get(product_id=product_id)
+def get_inventory(request: HttpRequest, response: HttpResponse, product_id: int) -> StockLevel:
+    level = selectors.stock_get(product_id=product_id)
+    response["ETag"] = f'"{level.version}"'  # send it back as If-Match when adjusting
+    return level
 
 
 @router.post("/{int:product_id}/adjust/", response={200: AdjustOut, **ERRORS})
-def adjust_inventory(request: HttpRequest, product_id: int, payload: AdjustIn) -> dict:
+def adjust_inventory(
+    request: HttpRequest, response: HttpResponse, product_id: int, payload: AdjustIn
+) -> dict:
     result = services.stock_apply_adjustment(
         product_id=product_id,
         kind=str(payload.kind),
@@ -58,6 +62,7 @@ def adjust_inventory(request: HttpRequest, product_id: int, payload: AdjustIn) -
         actor=actor_of(request),
         expected_version=expected_version(request, payload.expected_version),
     )
+    response["ETag"] = f'"{result.version}"'
     return {"stock": result, "movement": selectors.movement_get(movement_id=result.movement_id)}
 
 

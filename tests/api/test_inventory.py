@@ -63,6 +63,20 @@ def test_inventory_detail_of_unknown_product_is_404(api):
     assert_error(api.get("inventory/999999/"), 404, "not_found")
 
 
+def test_openapi_schema_documents_the_inventory_endpoints(api):
+    paths = api.get("/api/v1/openapi.json").json()["paths"]
+    for path in (
+        "/api/v1/inventory/",
+        "/api/v1/inventory/summary/",
+        "/api/v1/inventory/{product_id}/",
+        "/api/v1/inventory/{product_id}/adjust/",
+        "/api/v1/inventory/{product_id}/transactions/",
+        "/api/v1/products/low_stock/",
+        "/api/v1/products/{product_id}/stock_history/",
+    ):
+        assert path in paths, path
+
+
 def test_inventory_list_rejects_bad_filter_value(api):
     assert_error(api.get("inventory/?low_stock=maybe"), 422, "validation_error")
 
@@ -136,6 +150,7 @@ def test_adjust_with_same_expected_version_twice_second_is_409_and_changes_nothi
 
 def test_if_match_header_works_as_expected_version(api):
     product = make_product(stock=10)
+    assert api.get(f"inventory/{product.pk}/")["ETag"] == '"2"'
 
     stale = api.post(
         f"inventory/{product.pk}/adjust/",
@@ -152,6 +167,7 @@ def test_if_match_header_works_as_expected_version(api):
     )
     assert fresh.status_code == 200, fresh.content
     assert fresh.json()["stock"]["version"] == 3
+    assert fresh["ETag"] == '"3"'
 
 
 def test_count_with_stale_version_is_409_and_changes_nothing(api):
