@@ -28,7 +28,7 @@ class Drift:
     ledger_on_hand: int
     reserved: int
     ledger_reserved: int
-    open_order_reserved: int
+    open_order_reserved: int = 0
 
     @property
     def on_hand_diff(self) -> int:
@@ -54,9 +54,9 @@ class Drift:
 class ReconciliationResult:
     ok: bool
     products_checked: int
-    movements_checked: int
     drifts: list[Drift] = field(default_factory=list)
     duration_ms: float = 0.0
+    movements_checked: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
