@@ -4,6 +4,7 @@ the cached summary. ``{product_id}`` is the product's id (each product has one s
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 from ninja.pagination import LimitOffsetPagination, paginate
+from pydantic import Field
 
 from fulfillment.api.common import actor_of, expected_version
 from fulfillment.models import StockLevel, StockMovement
@@ -14,6 +15,7 @@ from fulfillment.schemas.inventory import (
     InventoryOut,
     MovementOut,
     SummaryOut,
+    Text,
 )
 from fulfillment.selectors import inventory as selectors
 from fulfillment.services import inventory as services
@@ -24,7 +26,7 @@ ERRORS = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 class InventoryFilters(Schema):
     low_stock: bool | None = None
-    search: str | None = None
+    search: Text | None = Field(default=None, max_length=200)
 
 
 class MovementFilters(Schema):

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import Field, StrictInt, model_validator
+from pydantic import AfterValidator, Field, StrictInt, model_validator
 
 from fulfillment.models import StockLevel, StockMovement
 from fulfillment.schemas.common import StrictIn
 
 MAX_UNITS = 1_000_000_000
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here as a 422 instead of a DataError (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 # Kinds a person may post; reserve/release/ship belong to orders and the pipeline.
 AdjustKind = Literal["adjust", "receive", "return", "count"]
@@ -74,7 +84,7 @@ class AdjustIn(StrictIn):
     quantity_change: StrictInt | None = Field(default=None, ge=-MAX_UNITS, le=MAX_UNITS)
     set_to: StrictInt | None = Field(default=None, ge=0, le=MAX_UNITS)
     kind: AdjustKind | None = None
-    reason: str = Field(min_length=1, max_length=255)
+    reason: Text = Field(min_length=1, max_length=255)
     expected_version: StrictInt | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")

@@ -77,8 +77,10 @@ def test_openapi_schema_documents_the_inventory_endpoints(api):
         assert path in paths, path
 
 
-def test_inventory_list_rejects_bad_filter_value(api):
+def test_inventory_list_rejects_bad_filter_values(api):
     assert_error(api.get("inventory/?low_stock=maybe"), 422, "validation_error")
+    assert_error(api.get("inventory/?search=%00"), 422, "validation_error")
+    assert_error(api.get("inventory/?limit=0"), 422, "validation_error")
 
 
 # ----- adjust: each kind writes exactly one movement ------------------------------------------
@@ -198,6 +200,7 @@ def test_count_with_stale_version_is_409_and_changes_nothing(api):
         ({"quantity_change": 1}, 422, "validation_error"),
         ({"quantity_change": 1, "reason": "   "}, 422, "validation_error"),
         ({"quantity_change": 1, "reason": "r" * 256}, 422, "validation_error"),
+        ({"quantity_change": 1, "reason": "nul\x00byte"}, 422, "validation_error"),
         ({"reason": "neither"}, 422, "validation_error"),
         ({"quantity_change": 1, "set_to": 3, "reason": "both"}, 422, "validation_error"),
         ({"quantity_change": 1, "kind": "count", "reason": "x"}, 422, "validation_error"),
