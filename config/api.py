@@ -9,7 +9,7 @@ import json
 import logging
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import (
@@ -109,6 +109,9 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(DatabaseError)
 def on_database_error(request: HttpRequest, exc: DatabaseError) -> HttpResponse:
+    if isinstance(exc, DataError):
+        # Values the database cannot store (NUL characters, out-of-range numbers) are bad input.
+        return error_response(request, 422, "validation_error", "a value cannot be stored as given")
     if isinstance(exc, OperationalError | InterfaceError):
         logger.warning("database unavailable: %s", exc)
         return error_response(

@@ -190,6 +190,8 @@ PROCRASTINATE_ON_APP_READY = "fulfillment.tasks.on_app_ready"
 # --- domain settings -----------------------------------------------------------------------
 PAGE_SIZE_DEFAULT = env.int("PAGE_SIZE_DEFAULT", default=50)
 PAGE_SIZE_MAX = env.int("PAGE_SIZE_MAX", default=500)
+NINJA_PAGINATION_PER_PAGE = PAGE_SIZE_DEFAULT
+NINJA_PAGINATION_MAX_LIMIT = PAGE_SIZE_MAX
 DEFAULT_LOW_STOCK_THRESHOLD = env.int("DEFAULT_LOW_STOCK_THRESHOLD", default=10)
 
 # --- logging -------------------------------------------------------------------------------

@@ -123,3 +123,15 @@ def test_docs_and_swagger_redirect(client):
     assert schema.status_code == 200 and "/api/v1/products/" in schema.json()["paths"]
     redirect = client.get("/swagger/")
     assert redirect.status_code == 302 and redirect["Location"] == "/api/v1/docs"
+
+
+def test_nul_character_in_search_is_4xx_not_500(api):
+    response = api.get("products/?search=a%00b")
+
+    assert 400 <= response.status_code < 500
+
+
+def test_page_size_is_capped(api):
+    response = api.get("products/?limit=100000")
+
+    assert_error(response, 422, "validation_error")
