@@ -26,6 +26,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	@$(VENV)/bin/mypy fulfillment config
 
+LOCUST_HOST ?= http://127.0.0.1:$(or $(PORT),8000)
+LOCUST_USERS ?= 30
+LOCUST_TIME ?= 60s
+
+# Locust web UI on http://127.0.0.1:8089 against the running system (`make run`).
+locust: $(STAMP)
+	@$(VENV)/bin/locust -f loadtests/locustfile.py --host $(LOCUST_HOST) --web-host 127.0.0.1 --web-port 8089
+
+# Headless, bounded run with CSV/HTML reports in loadtests/reports/, then the correctness gates.
+loadtest: $(STAMP)
+	@$(PY) loadtests/run_loadtest.py --host $(LOCUST_HOST) --users $(LOCUST_USERS) --time $(LOCUST_TIME)
+
 stack-start: $(STAMP)
 	@$(PY) -m config.devstack start
 

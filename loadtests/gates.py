@@ -1,0 +1,116 @@
+"""Correctness gates after a load test: run against the same database the server used.
+
+    python loadtests/gates.py --csv-prefix loadtests/reports/locust
+
+Checks: no 5xx in the Locust results, no stock row outside its invariants, ledger reconciliation
+clean (on_hand / reserved equal the ledger sums and reserved equals open-order units), and for
+every product the units shipped on the ledger equal the units of shipped/delivered orders.
+Exit code 0 when every gate passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def server_errors(csv_prefix: str | None) -> tuple[int, int]:
+    """(requests made, 5xx/connection failures) from Locust's CSV files."""
+    if not csv_prefix:
+        return 0, 0
+    requests = 0
+    with open(f"{csv_prefix}_stats.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["Name"] == "Aggregated":
+                requests = int(row["Request Count"])
+    errors = 0
+    failures = Path(f"{csv_prefix}_failures.csv")
+    if failures.exists():
+        with failures.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                if "server error" in row["Error"] or "ConnectionRefused" in row["Error"]:
+                    errors += int(row["Occurrences"])
+    return requests, errors
+
+
+SHIPPED_MISMATCH_SQL = """
+WITH ledger AS (
+    SELECT product_id, -SUM(on_hand_delta) AS units
+    FROM fulfillment_stockmovement WHERE kind = 'ship' GROUP BY product_id
+), orders AS (
+    SELECT l.product_id, SUM(l.quantity) AS units
+    FROM fulfillment_orderline l JOIN fulfillment_order o ON o.id = l.order_id
+    WHERE o.status IN ('shipped', 'delivered') GROUP BY l.product_id
+)
+SELECT COALESCE(ledger.product_id, orders.product_id), COALESCE(ledger.units, 0),
+       COALESCE(orders.units, 0)
+FROM ledger FULL JOIN orders ON orders.product_id = ledger.product_id
+WHERE COALESCE(ledger.units, 0) <> COALESCE(orders.units, 0)
+"""
+
+BAD_STOCK_SQL = """
+SELECT count(*) FROM fulfillment_stocklevel
+WHERE on_hand < 0 OR reserved < 0 OR reserved > on_hand
+"""
+
+
+def run_gates(csv_prefix: str | None = None) -> list[tuple[str, bool, str]]:
+    from django.db import connection
+
+    from fulfillment.services.reconciliation import inventory_reconcile
+
+    results: list[tuple[str, bool, str]] = []
+    if csv_prefix:
+        requests, errors = server_errors(csv_prefix)
+        results.append(("requests were made", requests > 0, f"{requests} requests"))
+        results.append(("no 5xx responses", errors == 0, f"{errors} server errors"))
+    with connection.cursor() as cur:
+        cur.execute(BAD_STOCK_SQL)
+        bad = cur.fetchone()[0]
+        cur.execute(SHIPPED_MISMATCH_SQL)
+        mismatched = cur.fetchall()
+    results.append(("stock never negative, reserved <= on hand", bad == 0, f"{bad} bad rows"))
+    rec = inventory_reconcile()
+    results.append(
+        (
+            "ledger reconciliation clean",
+            rec.ok,
+            f"{rec.products_checked} products, {len(rec.drifts)} drifts",
+        )
+    )
+    results.append(
+        (
+            "accepted units = reservations + shipments",
+            not mismatched,
+            f"{len(mismatched)} products differ" + (f": {mismatched[:5]}" if mismatched else ""),
+        )
+    )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv-prefix", help="Locust --csv prefix whose results to check")
+    args = parser.parse_args(argv)
+    _setup_django()
+    results = run_gates(args.csv_prefix)
+    for name, ok, detail in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}  ({detail})")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
