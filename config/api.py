@@ -131,10 +131,11 @@ __all__ = ["api", "error_response", "AuthenticationError", "AuthorizationError"]
 
 
 def _register_routers() -> None:
-    from fulfillment.api import inventory, products
+    from fulfillment.api import inventory, orders, products
 
     api.add_router("/products/", products.router)
     api.add_router("/inventory/", inventory.router)
+    api.add_router("/orders/", orders.router)
 
 
 _register_routers()

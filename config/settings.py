@@ -215,3 +215,8 @@ STALE_AFTER_SECONDS = {
     "processing": env.int("STALE_PROCESSING_SECONDS", default=600),
     "shipped": env.int("STALE_SHIPPED_SECONDS", default=900),
 }
+
+# --- orders --------------------------------------------------------------------------------
+MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
+BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
+ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)

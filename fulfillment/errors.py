@@ -29,6 +29,12 @@ class ValidationFailed(FulfillmentError):
     code = "validation_error"
 
 
+class ProductUnavailable(ValidationFailed):
+    """An order names a product that does not exist or is not active."""
+
+    code = "product_unavailable"
+
+
 class Conflict(FulfillmentError):
     code = "conflict"
 

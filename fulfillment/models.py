@@ -198,3 +198,27 @@ pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(Product)
 pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(StockLevel)
 pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(Order)
 pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(OrderLine)
+
+
+class IdempotencyRecord(models.Model):
+    """The stored response of a request made with an ``Idempotency-Key`` header.
+
+    Unique on (scope, key): the first request inserts the row inside its own transaction, so a
+    concurrent retry blocks on the unique index until that transaction ends, then reads the
+    committed response (or, if the first one rolled back, takes over).
+    """
+
+    key = models.CharField(max_length=255)
+    scope = models.CharField(max_length=64)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"idempotency {self.scope}:{self.key}"

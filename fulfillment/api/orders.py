@@ -1,0 +1,160 @@
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router, Schema, Status
+from ninja.errors import ValidationError
+from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
+
+from fulfillment.api.common import actor_of, expected_version
+from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.orders import (
+    BulkOrderIn,
+    BulkOrderOut,
+    CancelIn,
+    HistoryEventOut,
+    OrderIn,
+    OrderOut,
+    OrderPageOut,
+    OrderStatisticsOut,
+    Priority,
+    StatusName,
+    TrackingOut,
+    bulk_out,
+    draft_of,
+)
+from fulfillment.selectors import orders as selectors
+from fulfillment.services import idempotency
+from fulfillment.services import orders as order_services
+
+router = Router(tags=["orders"])
+ERRORS = {400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _maybe_idempotent(
+    request: HttpRequest, scope: str, payload: Schema, run: Callable[[], tuple[int, Any]]
+) -> HttpResponse | Status:
+    """Without the header: run directly (no lookup on the hot path). With it: run at most once."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return Status(*run())
+    status, body = idempotency.idempotent_call(
+        scope=scope,
+        key=key,
+        request_hash=idempotency.request_fingerprint(payload.model_dump(mode="json")),
+        run=lambda: _as_json(*run(), response_schema=_schema_for(scope)),
+    )
+    return HttpResponse(json.dumps(body), status=status, content_type="application/json")
+
+
+def _schema_for(scope: str) -> type[Schema]:
+    return OrderOut if scope == "orders.create" else BulkOrderOut
+
+
+def _as_json(status: int, obj: Any, response_schema: type[Schema]) -> tuple[int, Any]:
+    out = (
+        response_schema.model_validate(obj)
+        if isinstance(obj, dict)
+        else response_schema.from_orm(obj)
+    )
+    return status, out.model_dump(mode="json")
+
+
+def _optional_body(request: HttpRequest, schema: type[CancelIn]) -> CancelIn:
+    """The body is optional (``POST .../cancel/`` with nothing is fine); when present it is checked."""
+    if request.content_type != "application/json" or not request.body.strip():
+        return schema()
+    try:
+        return schema.model_validate_json(request.body)
+    except PydanticValidationError as exc:
+        raise ValidationError([dict(e) for e in exc.errors(include_url=False)]) from exc
+
+
+@router.post("/", response={201: OrderOut, **ERRORS})
+def create_order(request: HttpRequest, payload: OrderIn) -> HttpResponse | Status:
+    def run() -> tuple[int, Any]:
+        receipt = order_services.order_create(
+            draft=draft_of(payload),
+            actor=actor_of(request),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+        )
+        return 201, receipt
+
+    return _maybe_idempotent(request, "orders.create", payload, run)
+
+
+@router.post("/bulk_create/", response={200: BulkOrderOut, 201: BulkOrderOut, **ERRORS})
+def bulk_create_orders(request: HttpRequest, payload: BulkOrderIn) -> HttpResponse | Status:
+    def run() -> tuple[int, Any]:
+        result = order_services.order_bulk_create(
+            drafts=[draft_of(o) for o in payload.orders],
+            atomic=payload.atomic,
+            actor=actor_of(request),
+        )
+        return (201 if result.rejected == 0 else 200), bulk_out(result)
+
+    return _maybe_idempotent(request, "orders.bulk_create", payload, run)
+
+
+class OrderFilters(Schema):
+    status: StatusName | None = None
+    priority: Priority | None = None
+    customer_email: str | None = Field(default=None, max_length=254)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    stale_only: bool = False
+    cursor: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=settings.PAGE_SIZE_DEFAULT, ge=1, le=settings.PAGE_SIZE_MAX)
+
+
+@router.get("/", response={200: OrderPageOut, 422: ErrorOut})
+def list_orders(request: HttpRequest, filters: Query[OrderFilters]) -> dict[str, Any]:
+    rows, next_cursor = selectors.order_list(**filters.dict())
+    return {"items": rows, "next_cursor": next_cursor, "limit": filters.limit}
+
+
+@router.get("/statistics/", response=OrderStatisticsOut)
+def order_statistics(request: HttpRequest) -> dict[str, Any]:
+    return selectors.order_statistics()
+
+
+@router.get("/{uuid:order_id}/", response={200: OrderOut, 404: ErrorOut})
+def get_order(request: HttpRequest, order_id: UUID) -> Any:
+    return selectors.order_get(order_id=order_id)
+
+
+@router.post(
+    "/{uuid:order_id}/cancel/",
+    response={200: OrderOut, **ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": CancelIn.model_json_schema()}},
+        }
+    },
+)
+def cancel_order(request: HttpRequest, order_id: UUID) -> Any:
+    payload = _optional_body(request, CancelIn)
+    order_services.order_cancel(
+        order_id=order_id,
+        actor=actor_of(request),
+        expected_version=expected_version(request, payload.expected_version),
+        reason=payload.reason,
+    )
+    return selectors.order_get(order_id=order_id)
+
+
+@router.get("/{uuid:order_id}/history/", response={200: list[HistoryEventOut], 404: ErrorOut})
+def order_history(request: HttpRequest, order_id: UUID) -> Any:
+    return selectors.order_history(order_id=order_id)
+
+
+@router.get("/{uuid:order_id}/tracking/", response={200: TrackingOut, 404: ErrorOut})
+def order_tracking(request: HttpRequest, order_id: UUID) -> Any:
+    return selectors.order_tracking(order_id=order_id)

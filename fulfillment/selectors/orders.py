@@ -1,0 +1,294 @@
+"""Order reads: detail with lines, keyset-paginated list, history, tracking and statistics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import (
+    Avg,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Prefetch,
+    Q,
+    QuerySet,
+    Sum,
+)
+from django.utils import timezone
+
+from fulfillment.errors import NotFound, ValidationFailed
+from fulfillment.models import Order, OrderLine
+from fulfillment.stale import stale_q
+
+Status = Order.Status
+STATISTICS_CACHE_KEY = "orders:statistics:v1"
+
+
+@dataclass(frozen=True)
+class LineView:
+    product_id: int
+    sku: str
+    name: str
+    quantity: int
+    unit_price: Decimal
+
+
+def order_get(*, order_id: UUID) -> Order:
+    """One order with its lines and their products (two queries)."""
+    lines = Prefetch("lines", queryset=OrderLine.objects.select_related("product").order_by("id"))
+    order = Order.objects.prefetch_related(lines).filter(order_id=order_id).first()
+    if order is None:
+        raise NotFound("order", order_id)
+    # The schema reads sku/name flat from each line.
+    order.lines_view = [  # type: ignore[attr-defined]
+        LineView(ln.product_id, ln.product.sku, ln.product.name, ln.quantity, ln.unit_price)
+        for ln in order.lines.all()
+    ]
+    return order
+
+
+# ----- list (keyset pagination on created_at, id: constant cost at any depth) ------------------
+
+
+def encode_cursor(created_at: datetime, pk: int) -> str:
+    raw = f"{created_at.isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, pk = raw.split("|")
+        created_at = datetime.fromisoformat(ts)
+        if created_at.tzinfo is None:
+            raise ValueError("naive")
+        return created_at, int(pk)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise ValidationFailed("cursor is not valid", field="cursor") from exc
+
+
+def order_list(
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    customer_email: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    stale_only: bool = False,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Order], str | None]:
+    """Newest first. Returns one page and the cursor of the next page (None at the end)."""
+    qs: QuerySet[Order] = Order.objects.order_by("-created_at", "-id")
+    if status:
+        qs = qs.filter(status=status)
+    if priority:
+        qs = qs.filter(priority=priority)
+    if customer_email:
+        qs = qs.filter(customer_email__iexact=customer_email)
+    if created_after:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before:
+        qs = qs.filter(created_at__lt=created_before)
+    if stale_only:
+        qs = qs.filter(stale_q())
+    if cursor:
+        created_at, pk = decode_cursor(cursor)
+        # A row comparison lets PostgreSQL walk order_created_idx from the cursor.
+        qs = qs.extra(where=["(created_at, id) < (%s, %s)"], params=[created_at, pk])
+    rows = list(
+        qs.only(
+            "id",
+            "order_id",
+            "status",
+            "version",
+            "priority",
+            "customer_name",
+            "customer_email",
+            "total_amount",
+            "created_at",
+            "status_changed_at",
+        )[: limit + 1]
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].pk)
+    return rows, next_cursor
+
+
+# ----- history and tracking --------------------------------------------------------------------
+
+
+def _order_pk(order_id: UUID) -> int:
+    pk = Order.objects.filter(order_id=order_id).values_list("pk", flat=True).first()
+    if pk is None:
+        raise NotFound("order", order_id)
+    return pk
+
+
+def order_history(*, order_id: UUID) -> list[dict[str, Any]]:
+    """pghistory events of the order and its lines, oldest first, with their context."""
+    pk = _order_pk(order_id)
+    order_event = apps.get_model("fulfillment", "OrderEvent")
+    line_event = apps.get_model("fulfillment", "OrderLineEvent")
+    events: list[dict[str, Any]] = []
+    for model_name, qs in (
+        ("order", order_event.objects.filter(pgh_obj_id=pk)),
+        ("order_line", line_event.objects.filter(order_id=pk)),
+    ):
+        for row in qs.values(*_fields(qs.model), "pgh_context__metadata").order_by("pgh_id"):
+            events.append(
+                {
+                    "model": model_name,
+                    "event": row.pop("pgh_label"),
+                    "at": row.pop("pgh_created_at"),
+                    "object_id": row.pop("pgh_obj_id"),
+                    "seq": row.pop("pgh_id"),
+                    "context": row.pop("pgh_context__metadata"),
+                    "data": row,
+                }
+            )
+    events.sort(key=lambda e: (e["at"], e["model"] != "order", e.pop("seq")))
+    return events
+
+
+def _fields(model: Any) -> list[str]:
+    skip = {"pgh_context", "pgh_obj", "order", "product"}
+    names = [f.attname if f.name in ("order", "product") else f.name for f in model._meta.fields]
+    return [n for n in names if n not in skip]
+
+
+STAGES = [
+    (Status.PENDING, "created_at"),
+    (Status.PROCESSING, "processing_at"),
+    (Status.SHIPPED, "shipped_at"),
+    (Status.DELIVERED, "delivered_at"),
+    (Status.CANCELLED, "cancelled_at"),
+    (Status.FAILED, "failed_at"),
+]
+
+
+def order_tracking(*, order_id: UUID) -> dict[str, Any]:
+    """The stages the order went through, in time order."""
+    order = Order.objects.filter(order_id=order_id).first()
+    if order is None:
+        raise NotFound("order", order_id)
+    steps = [
+        {"status": status, "at": getattr(order, attr)}
+        for status, attr in STAGES
+        if getattr(order, attr) is not None
+    ]
+    steps.sort(key=lambda s: s["at"])
+    return {
+        "order_id": order.order_id,
+        "status": order.status,
+        "tracking_number": order.tracking_number,
+        "failure_reason": order.failure_reason,
+        "timeline": steps,
+    }
+
+
+# ----- statistics ------------------------------------------------------------------------------
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds(), 3)
+
+
+def _avg_between(start: str, end: str) -> Avg:
+    return Avg(ExpressionWrapper(F(end) - F(start), output_field=DurationField()))
+
+
+def order_statistics() -> dict[str, Any]:
+    """Counts by status, last-24h orders and revenue, rates, stage times, stale count.
+
+    Three aggregate queries (no Python loop over orders), cached in Redis for
+    ``ORDER_STATISTICS_TTL_SECONDS``; a Redis outage only means the cache is bypassed.
+    """
+    cached = cache.get(STATISTICS_CACHE_KEY)
+    if cached is not None:
+        return dict(cached)
+    now = timezone.now()
+    since = now - timedelta(hours=24)
+    by_status = {s: 0 for s in Status.values}
+    by_status.update(dict(Order.objects.order_by().values_list("status").annotate(n=Count("id"))))
+    agg = Order.objects.aggregate(
+        last_24h=Count("id", filter=Q(created_at__gte=since)),
+        revenue=Sum(
+            "total_amount",
+            filter=Q(created_at__gte=since) & ~Q(status__in=[Status.CANCELLED, Status.FAILED]),
+        ),
+        to_processing=_avg_between("created_at", "processing_at"),
+        to_shipped=_avg_between("processing_at", "shipped_at"),
+        to_delivered=_avg_between("shipped_at", "delivered_at"),
+    )
+    stale = Order.objects.filter(stale_q()).count()
+    total = sum(by_status.values())
+    result = {
+        "total_orders": total,
+        "by_status": by_status,
+        "orders_last_24h": agg["last_24h"],
+        "revenue_last_24h": agg["revenue"] or Decimal("0.00"),
+        "completion_rate": round(by_status[Status.DELIVERED] / total, 4) if total else 0.0,
+        "failure_rate": round(by_status[Status.FAILED] / total, 4) if total else 0.0,
+        "average_stage_seconds": {
+            "pending_to_processing": _seconds(agg["to_processing"]),
+            "processing_to_shipped": _seconds(agg["to_shipped"]),
+            "shipped_to_delivered": _seconds(agg["to_delivered"]),
+        },
+        "stale_orders": stale,
+        "generated_at": now,
+    }
+    cache.set(STATISTICS_CACHE_KEY, result, settings.ORDER_STATISTICS_TTL_SECONDS)
+    return result
+
+
+def stock_reconciliation() -> dict[str, Any]:
+    """Invariant check used by ``load_test``: stock bounds, ledger sums and open reservations.
+
+    One query; each list holds the product ids that break the rule (all empty when clean).
+    """
+    from django.db import connection
+
+    sql = """
+    WITH ledger AS (
+        SELECT product_id, sum(on_hand_delta) AS oh, sum(reserved_delta) AS rs
+        FROM fulfillment_stockmovement GROUP BY product_id
+    ), open_lines AS (
+        SELECT l.product_id, sum(l.quantity) AS qty
+        FROM fulfillment_orderline l JOIN fulfillment_order o ON o.id = l.order_id
+        WHERE o.status IN ('pending', 'processing') GROUP BY l.product_id
+    )
+    SELECT
+        coalesce(array_agg(s.product_id) FILTER (
+            WHERE s.on_hand < 0 OR s.reserved < 0 OR s.reserved > s.on_hand), '{}'),
+        coalesce(array_agg(s.product_id) FILTER (
+            WHERE s.on_hand <> coalesce(lg.oh, 0) OR s.reserved <> coalesce(lg.rs, 0)), '{}'),
+        coalesce(array_agg(s.product_id) FILTER (
+            WHERE s.reserved <> coalesce(ol.qty, 0)), '{}'),
+        count(*)
+    FROM fulfillment_stocklevel s
+    LEFT JOIN ledger lg ON lg.product_id = s.product_id
+    LEFT JOIN open_lines ol ON ol.product_id = s.product_id
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql)
+        bounds, ledger, reservations, products = cur.fetchone()
+    return {
+        "products": products,
+        "bound_violations": list(bounds),
+        "ledger_drift": list(ledger),
+        "reservation_drift": list(reservations),
+        "clean": not (bounds or ledger or reservations),
+    }
