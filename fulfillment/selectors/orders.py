@@ -159,14 +159,15 @@ def order_history(*, order_id: UUID) -> list[dict[str, Any]]:
                     "data": row,
                 }
             )
-    events.sort(key=lambda e: (e["at"], e["model"] != "order", e.pop("seq")))
+    # Events of one transaction share their timestamp: inserts before updates, order first.
+    events.sort(key=lambda e: (e["at"], e["event"] != "insert", e["model"] != "order", e["seq"]))
+    for e in events:
+        del e["seq"]
     return events
 
 
 def _fields(model: Any) -> list[str]:
-    skip = {"pgh_context", "pgh_obj", "order", "product"}
-    names = [f.attname if f.name in ("order", "product") else f.name for f in model._meta.fields]
-    return [n for n in names if n not in skip]
+    return [f.attname for f in model._meta.fields if f.name != "pgh_context"]
 
 
 STAGES = [
