@@ -38,6 +38,10 @@ locust: $(STAMP)
 loadtest: $(STAMP)
 	@$(PY) loadtests/run_loadtest.py --host $(LOCUST_HOST) --users $(LOCUST_USERS) --time $(LOCUST_TIME)
 
+# Benchmark (issue 4 and later issues add scenarios): ARGS='--duration 30' make bench
+bench: $(STAMP)
+	@$(PY) -m loadtests.bench $(ARGS)
+
 stack-start: $(STAMP)
 	@$(PY) -m config.devstack start
 

@@ -1,0 +1,466 @@
+"""Benchmark driver (`make bench`, or `python -m loadtests.bench --help`).
+
+A benchmark is a set of scenario functions; each takes the shared :class:`Bench` (database,
+running gunicorn, bench products) and returns a dict of figures. ``main`` runs the selected
+scenarios in order, prints one Markdown table and writes it to ``loadtests/reports/bench.md``.
+Other modules add scenarios with the ``@scenario("name")`` decorator.
+
+Order intake scenarios (issue 4):
+
+- ``pgbench_single``: the single-order transaction as raw SQL (``loadtests/order_txn.sql``)
+  driven by pgbench (simple protocol, 16 clients): the database ceiling.
+- ``http_single``: POST /api/v1/orders/ through gunicorn started as `make run` does (sync
+  workers, persistent connections, DEBUG=0), 16 client processes with keep-alive connections,
+  orders of 1-3 lines over 50 products.
+- ``http_bulk``: POST /api/v1/orders/bulk_create/ with 1,000 orders per request.
+- ``statements``: SQL statements per single order and per 1,000-order bulk (Django's query
+  capture, in process).
+
+Everything runs against the dev stack (`make stack-start`), or DATABASE_URL / REDIS_URL.
+Machine-shared numbers are noisy: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "loadtests" / "reports" / "bench.md"
+BENCH_SKU_PREFIX = "BENCH-"
+BENCH_STOCK = 1_000_000_000
+
+Scenario = Callable[["Bench"], dict[str, Any]]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str) -> Callable[[Scenario], Scenario]:
+    def register(fn: Scenario) -> Scenario:
+        SCENARIOS[name] = fn
+        return fn
+
+    return register
+
+
+@dataclass
+class Bench:
+    env: dict[str, str]
+    duration: float
+    warmup: float
+    clients: int
+    bulk_clients: int
+    bulk_size: int
+    web_concurrency: int
+    product_ids: list[int] = field(default_factory=list)
+    base_url: str = ""
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _gunicorn: subprocess.Popen[bytes] | None = None
+
+    # ----- setup -------------------------------------------------------------------------------
+
+    def manage(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout
+
+    def prepare_database(self) -> None:
+        self.manage("migrate", "--noinput", "-v", "0")
+        code = f"""
+from decimal import Decimal
+from fulfillment.models import Product, StockLevel
+from fulfillment.services.inventory import stock_receive
+from fulfillment.services.products import product_create
+have = dict(Product.objects.filter(sku__startswith={BENCH_SKU_PREFIX!r}).values_list("sku", "pk"))
+for i in range(50):
+    sku = f"{BENCH_SKU_PREFIX}{{i:03d}}"
+    if sku not in have:
+        product_create(sku=sku, name=f"Bench product {{i}}", price=Decimal("9.99"),
+                       initial_stock={BENCH_STOCK}, low_stock_threshold=0, is_active=True,
+                       actor="bench")
+for s in StockLevel.objects.filter(product__sku__startswith={BENCH_SKU_PREFIX!r}):
+    if s.on_hand - s.reserved < {BENCH_STOCK} // 2:
+        stock_receive(product_id=s.product_id, quantity={BENCH_STOCK}, actor="bench")
+print(",".join(str(pk) for pk in Product.objects.filter(
+    sku__startswith={BENCH_SKU_PREFIX!r}).order_by("pk").values_list("pk", flat=True)))
+"""
+        last = self.manage("shell", "-c", code).strip().splitlines()[-1]
+        self.product_ids = [int(x) for x in last.split(",")]
+
+    def start_gunicorn(self) -> None:
+        from config.launcher import WEB_COMMAND, _venv_bin
+
+        port = _free_port()
+        env = {
+            **self.env,
+            "DEBUG": "0",
+            "SECRET_KEY": secrets.token_urlsafe(50)[:50],
+            "BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(self.web_concurrency),
+            "LOG_LEVEL": "warning",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._gunicorn = subprocess.Popen(
+            _venv_bin(WEB_COMMAND), cwd=ROOT, env=env, start_new_session=True
+        )
+        self.base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health/live/")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not come up")
+
+    def stop_gunicorn(self) -> None:
+        if self._gunicorn is not None and self._gunicorn.poll() is None:
+            os.killpg(self._gunicorn.pid, signal.SIGTERM)
+            try:
+                self._gunicorn.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._gunicorn.pid, signal.SIGKILL)
+                self._gunicorn.wait()
+
+    @property
+    def db(self) -> dict[str, str]:
+        u = urlparse(self.env["DATABASE_URL"])
+        return {
+            "host": u.hostname or "127.0.0.1",
+            "port": str(u.port or 5432),
+            "user": u.username or "postgres",
+            "password": u.password or "",
+            "name": (u.path or "/").lstrip("/"),
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+# ----- HTTP load generator (processes, keep-alive http.client connections) -------------------
+
+
+def _random_order(rng: random.Random, products: list[int], n: int) -> dict[str, Any]:
+    return {
+        "customer_name": f"Bench {n}",
+        "customer_email": f"bench{n}@example.com",
+        "priority": rng.choice(["low", "normal", "high"]),
+        "items": [
+            {"product_id": pid, "quantity": rng.randint(1, 3)}
+            for pid in rng.sample(products, rng.randint(1, 3))
+        ],
+    }
+
+
+def _client_loop(args: tuple[str, str, list[int], int, float, float, int]) -> dict[str, Any]:
+    base_url, kind, products, seed, warmup_until, until, bulk_size = args
+    rng = random.Random(seed)
+    u = urlparse(base_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    path = "/api/v1/orders/" if kind == "single" else "/api/v1/orders/bulk_create/"
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    accepted = 0
+    n = seed * 10_000_000
+    while (now := time.time()) < until:
+        if kind == "single":
+            body = _random_order(rng, products, n)
+            n += 1
+        else:
+            body = {"orders": [_random_order(rng, products, n + i) for i in range(bulk_size)]}
+            n += bulk_size
+        payload = json.dumps(body)
+        started = time.perf_counter()
+        try:
+            conn.request("POST", path, payload, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            data = response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            status = 0
+            data = b""
+        elapsed = time.perf_counter() - started
+        if now < warmup_until:
+            continue
+        latencies.append(elapsed)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == 201:
+            accepted += 1 if kind == "single" else json.loads(data)["created"]
+    conn.close()
+    return {"latencies": latencies, "statuses": statuses, "accepted": accepted}
+
+
+def _http_run(bench: Bench, kind: str, clients: int) -> dict[str, Any]:
+    start = time.time() + 0.5
+    warmup_until = start + bench.warmup
+    until = warmup_until + bench.duration
+    jobs = [
+        (bench.base_url, kind, bench.product_ids, i + 1, warmup_until, until, bench.bulk_size)
+        for i in range(clients)
+    ]
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        parts = pool.map(_client_loop, jobs)
+    latencies = [x for p in parts for x in p["latencies"]]
+    statuses: dict[int, int] = {}
+    for p in parts:
+        for k, v in p["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    accepted = sum(p["accepted"] for p in parts)
+    return {
+        "clients": clients,
+        "seconds": bench.duration,
+        "requests": len(latencies),
+        "orders/s": round(accepted / bench.duration, 1),
+        "p50 ms": round(_percentile(latencies, 50) * 1000, 1),
+        "p95 ms": round(_percentile(latencies, 95) * 1000, 1),
+        "p99 ms": round(_percentile(latencies, 99) * 1000, 1),
+        "5xx": sum(v for k, v in statuses.items() if k >= 500),
+        "other non-2xx": sum(v for k, v in statuses.items() if k < 200 or 300 <= k < 500),
+    }
+
+
+@scenario("pgbench_single")
+def pgbench_single(bench: Bench) -> dict[str, Any]:
+    """The raw-SQL ceiling: loadtests/order_txn.sql, simple protocol, 16 clients."""
+    from config.devstack import DevStack
+
+    db = bench.db
+    pids = bench.product_ids
+    assert pids == list(range(pids[0], pids[0] + len(pids))), "bench products must be contiguous"
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            DevStack.pg_bin("pgbench"),
+            "-n",
+            "-M",
+            "simple",
+            "-c",
+            str(bench.clients),
+            "-j",
+            "2",
+            "-T",
+            str(int(bench.duration)),
+            "-f",
+            str(ROOT / "loadtests" / "order_txn.sql"),
+            "-D",
+            f"pmin={pids[0]}",
+            "-D",
+            f"pmax={pids[-1]}",
+            "-l",
+            "--log-prefix",
+            f"{tmp}/pgbench",
+            "-h",
+            db["host"],
+            "-p",
+            db["port"],
+            "-U",
+            db["user"],
+            db["name"],
+        ]
+        env = {**os.environ, "PGPASSWORD": db["password"]}
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+        latencies = []
+        for path in Path(tmp).glob("pgbench*"):
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 3:
+                    latencies.append(int(parts[2]) / 1_000_000)
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    return {
+        "clients": bench.clients,
+        "seconds": bench.duration,
+        "requests": len(latencies),
+        "orders/s": round(tps, 1),
+        "p50 ms": round(_percentile(latencies, 50) * 1000, 1),
+        "p95 ms": round(_percentile(latencies, 95) * 1000, 1),
+        "p99 ms": round(_percentile(latencies, 99) * 1000, 1),
+        "failed": int(failed.group(1)) if failed else 0,
+    }
+
+
+@scenario("http_single")
+def http_single(bench: Bench) -> dict[str, Any]:
+    """POST /api/v1/orders/, 16 clients, orders of 1-3 lines over 50 products."""
+    figures = _http_run(bench, "single", bench.clients)
+    ceiling = bench.results.get("pgbench_single", {}).get("orders/s")
+    if ceiling:
+        figures["ratio to SQL ceiling"] = round(figures["orders/s"] / ceiling, 2)
+    figures["gunicorn workers"] = bench.web_concurrency
+    return figures
+
+
+@scenario("http_bulk")
+def http_bulk(bench: Bench) -> dict[str, Any]:
+    """POST /api/v1/orders/bulk_create/ with bulk_size orders per request."""
+    figures = _http_run(bench, "bulk", bench.bulk_clients)
+    figures["orders/request"] = bench.bulk_size
+    ceiling = bench.results.get("pgbench_single", {}).get("orders/s")
+    if ceiling:
+        figures["ratio to SQL ceiling"] = round(figures["orders/s"] / ceiling, 2)
+    return figures
+
+
+@scenario("statements")
+def statements(bench: Bench) -> dict[str, Any]:
+    """SQL statements per single order and per 1,000-order bulk, counted by Django."""
+    code = f"""
+import json
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+pids = {bench.product_ids[:3]!r}
+client = Client()
+def order(n):
+    return {{"customer_name": "Stmt", "customer_email": "stmt@example.com",
+            "items": [{{"product_id": p, "quantity": 1}} for p in pids[: 1 + n % 3]]}}
+client.post("/api/v1/orders/", json.dumps(order(2)), content_type="application/json")
+with CaptureQueriesContext(connection) as single:
+    r = client.post("/api/v1/orders/", json.dumps(order(2)), content_type="application/json")
+assert r.status_code == 201, r.content
+with CaptureQueriesContext(connection) as bulk:
+    r = client.post("/api/v1/orders/bulk_create/",
+                    json.dumps({{"orders": [order(i) for i in range(1000)]}}),
+                    content_type="application/json")
+assert r.status_code == 201, r.content
+print(json.dumps({{"single": [q["sql"][:60] for q in single.captured_queries],
+                  "bulk": [q["sql"][:60] for q in bulk.captured_queries]}}))
+"""
+    out = json.loads(bench.manage("shell", "-c", code).strip().splitlines()[-1])
+    return {
+        "statements per single order": len(out["single"]),
+        "statements per 1,000-order bulk": len(out["bulk"]),
+        "single": " | ".join(s.split("\n")[0].strip()[:24] for s in out["single"]),
+    }
+
+
+# ----- report ------------------------------------------------------------------------------------
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    rows = {k: v for k, v in results.items() if k != "statements"}
+    columns: list[str] = []
+    for figures in rows.values():
+        for key in figures:
+            if key not in columns:
+                columns.append(key)
+    lines = [
+        "| scenario | " + " | ".join(columns) + " |",
+        "| --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    for name, figures in rows.items():
+        lines.append(
+            f"| {name} | " + " | ".join(str(figures.get(c, "")) for c in columns) + " |"
+        )
+    if "statements" in results:
+        s = results["statements"]
+        lines.append("")
+        lines.append(
+            f"SQL statements (Django's count, BEGIN/COMMIT not included): single order "
+            f"{s['statements per single order']} ({s['single']}); 1,000-order bulk "
+            f"{s['statements per 1,000-order bulk']}."
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--duration", type=float, default=20, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds first")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--bulk-clients", type=int, default=2)
+    parser.add_argument("--bulk-size", type=int, default=1000)
+    parser.add_argument(
+        "--web-concurrency", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4"))
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="statements,pgbench_single,http_single,http_bulk",
+        help="comma separated, run in this order; known: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument("--report", default=str(REPORT))
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from config.devstack import external_or_embedded_env
+
+    urls, _stack = external_or_embedded_env()
+    env = {**os.environ, **urls, "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50)[:50]}
+    bench = Bench(
+        env=env,
+        duration=args.duration,
+        warmup=args.warmup,
+        clients=args.clients,
+        bulk_clients=args.bulk_clients,
+        bulk_size=args.bulk_size,
+        web_concurrency=args.web_concurrency,
+    )
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    print(f"[bench] preparing the database ({urls['DATABASE_URL']})", flush=True)
+    bench.prepare_database()
+    needs_web = any(n.startswith("http") for n in names)
+    try:
+        if needs_web:
+            bench.start_gunicorn()
+            print(f"[bench] gunicorn on {bench.base_url}, {bench.web_concurrency} workers", flush=True)
+        for name in names:
+            print(f"[bench] {name} ...", flush=True)
+            bench.results[name] = SCENARIOS[name](bench)
+            print(f"[bench] {name}: {bench.results[name]}", flush=True)
+    finally:
+        bench.stop_gunicorn()
+    table = markdown_table(bench.results)
+    header = (
+        f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores, `python -m loadtests.bench "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + "`\n\n"
+    )
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(header + table + "\n")
+    print()
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
