@@ -114,7 +114,10 @@ def _db_config(url: str) -> dict[str, Any]:
             "ENGINE": "django.db.backends.postgresql",
             # Persistent connections under sync gunicorn workers: one per worker process.
             "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=600),
-            "CONN_HEALTH_CHECKS": True,
+            # A health check costs a `SELECT 1` round trip at the start of every request. Off by
+            # default: after a database restart each worker fails one request (503), and Django
+            # then drops the broken connection at the end of that request.
+            "CONN_HEALTH_CHECKS": env.bool("CONN_HEALTH_CHECKS", default=False),
             # Behind PgBouncer in transaction pooling mode (README, "Scaling out").
             "DISABLE_SERVER_SIDE_CURSORS": env.bool(
                 "DB_DISABLE_SERVER_SIDE_CURSORS", default=False

@@ -49,14 +49,39 @@ BENCH_STOCK = 1_000_000_000
 
 Scenario = Callable[["Bench"], dict[str, Any]]
 SCENARIOS: dict[str, Scenario] = {}
+ONCE: set[str] = set()  # scenarios that give the same answer every round
 
 
-def scenario(name: str) -> Callable[[Scenario], Scenario]:
+def scenario(name: str, once: bool = False) -> Callable[[Scenario], Scenario]:
     def register(fn: Scenario) -> Scenario:
         SCENARIOS[name] = fn
+        if once:
+            ONCE.add(name)
         return fn
 
     return register
+
+
+def _median(values: list[Any]) -> Any:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return round((ordered[mid - 1] + ordered[mid]) / 2, 2)
+
+
+def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every numeric figure over the rounds (a shared machine is noisy)."""
+    out: dict[str, Any] = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds if key in r]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        out[key] = _median(values) if numeric else values[-1]
+    if len(rounds) > 1:
+        out["rounds"] = len(rounds)
+        if "orders/s" in rounds[0]:
+            out["orders/s per round"] = " / ".join(str(r["orders/s"]) for r in rounds)
+    return out
 
 
 @dataclass
@@ -336,7 +361,7 @@ def http_bulk(bench: Bench) -> dict[str, Any]:
     return figures
 
 
-@scenario("statements")
+@scenario("statements", once=True)
 def statements(bench: Bench) -> dict[str, Any]:
     """SQL statements per single order and per 1,000-order bulk, counted by Django."""
     code = f"""
@@ -384,14 +409,12 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
         "| --- | " + " | ".join("---:" for _ in columns) + " |",
     ]
     for name, figures in rows.items():
-        lines.append(
-            f"| {name} | " + " | ".join(str(figures.get(c, "")) for c in columns) + " |"
-        )
+        lines.append(f"| {name} | " + " | ".join(str(figures.get(c, "")) for c in columns) + " |")
     if "statements" in results:
         s = results["statements"]
         lines.append("")
         lines.append(
-            f"SQL statements (Django's count, BEGIN/COMMIT not included): single order "
+            f"SQL statements (as Django counts them, BEGIN and COMMIT included): single order "
             f"{s['statements per single order']} ({s['single']}); 1,000-order bulk "
             f"{s['statements per 1,000-order bulk']}."
         )
@@ -399,7 +422,9 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured seconds first")
     parser.add_argument("--clients", type=int, default=16)
@@ -412,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         "--scenarios",
         default="statements,pgbench_single,http_single,http_bulk",
         help="comma separated, run in this order; known: " + ", ".join(SCENARIOS),
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="run the scenario list this many times, interleaved; the table shows medians",
     )
     parser.add_argument("--report", default=str(REPORT))
     args = parser.parse_args(argv)
@@ -441,14 +472,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if needs_web:
             bench.start_gunicorn()
-            print(f"[bench] gunicorn on {bench.base_url}, {bench.web_concurrency} workers", flush=True)
-        for name in names:
-            print(f"[bench] {name} ...", flush=True)
-            bench.results[name] = SCENARIOS[name](bench)
-            print(f"[bench] {name}: {bench.results[name]}", flush=True)
+            print(
+                f"[bench] gunicorn on {bench.base_url}, {bench.web_concurrency} workers", flush=True
+            )
+        per_round: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for r in range(args.rounds):
+            for name in names:
+                if r > 0 and name in ONCE:
+                    continue
+                print(f"[bench] round {r + 1}: {name} ...", flush=True)
+                bench.results[name] = SCENARIOS[name](bench)
+                per_round[name].append(bench.results[name])
+                print(f"[bench] round {r + 1}: {name}: {bench.results[name]}", flush=True)
     finally:
         bench.stop_gunicorn()
-    table = markdown_table(bench.results)
+    table = markdown_table({n: aggregate(v) for n, v in per_round.items() if v})
     header = (
         f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} cores, `python -m loadtests.bench "

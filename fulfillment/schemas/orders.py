@@ -12,7 +12,7 @@ from ninja import Schema
 from pydantic import Field, field_validator
 
 from fulfillment.schemas.common import ErrorBody, StrictIn
-from fulfillment.services.orders import BulkResult, OrderDraft
+from fulfillment.services.orders import BulkResult, OrderDraft, OrderReceipt
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 Priority = Literal["low", "normal", "high"]
@@ -203,5 +203,42 @@ def bulk_out(result: BulkResult) -> dict[str, Any]:
                 "error": r.error,
             }
             for r in result.results
+        ],
+    }
+
+
+def receipt_json(r: OrderReceipt) -> dict[str, Any]:
+    """``OrderOut`` of a just-created order, built directly (the hot path skips re-validation;
+    a test checks it equals ``GET /orders/{order_id}/``)."""
+    return {
+        "order_id": r.order_id,
+        "status": r.status,
+        "version": r.version,
+        "priority": r.priority,
+        "customer_name": r.customer_name,
+        "customer_email": r.customer_email,
+        "total_amount": r.total_amount,
+        "shipping_address": r.shipping_address,
+        "shipping_city": r.shipping_city,
+        "shipping_postal_code": r.shipping_postal_code,
+        "shipping_country": r.shipping_country,
+        "tracking_number": "",
+        "failure_reason": "",
+        "created_at": r.created_at,
+        "status_changed_at": r.status_changed_at,
+        "processing_at": None,
+        "shipped_at": None,
+        "delivered_at": None,
+        "cancelled_at": None,
+        "failed_at": None,
+        "lines": [
+            {
+                "product_id": ln.product_id,
+                "sku": ln.sku,
+                "name": ln.name,
+                "quantity": ln.quantity,
+                "unit_price": ln.unit_price,
+            }
+            for ln in r.lines
         ],
     }

@@ -9,6 +9,7 @@ and job commit or roll back together.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 
 from fulfillment.errors import (
     InsufficientStock,
@@ -27,8 +29,8 @@ from fulfillment.errors import (
     Shortage,
     ValidationFailed,
 )
-from fulfillment.models import Order
-from fulfillment.services import inventory, pipeline
+from fulfillment.models import Order, StockLevel
+from fulfillment.services import pipeline
 
 Status = Order.Status
 
@@ -123,9 +125,15 @@ def validate_items(items: Sequence[tuple[int, int]], *, index: int | None = None
         raise ValidationFailed("quantity must be positive", field="items.quantity", **where)
 
 
-# One statement: look up the active products, insert the order with its total and the lines with
-# prices copied. The order is inserted only when every product was found (active); either way the
-# found products come back, so the caller can name the missing ones without another query.
+# One statement for the whole order: look up the active products, lock their stock rows in
+# primary-key order and reserve every line with one conditional UPDATE, then insert the order
+# (only when every product was found and every line reserved), its lines with prices copied and
+# one ledger row per line. When a line is short or a product unavailable, the order is not
+# inserted and the caller raises, which rolls back the reservations of the other lines. Taking
+# the stock locks inside this statement keeps them held only until the commit that follows
+# that follows, never across a round trip to Python. The statement also defers the first pipeline
+# job, exactly as ``pipeline.enqueue_first_stage`` would (same task, queue, priority, locks and
+# arguments; a test compares the two), through Procrastinate's own SQL function.
 _CREATE_SQL = """
 WITH items AS (
     SELECT * FROM unnest(%(pids)s::bigint[], %(qtys)s::int[]) WITH ORDINALITY
@@ -133,6 +141,18 @@ WITH items AS (
 ), p AS (
     SELECT i.product_id, i.quantity, i.n, pr.price, pr.sku, pr.name
     FROM items i JOIN fulfillment_product pr ON pr.id = i.product_id AND pr.is_active
+), locked AS (
+    SELECT s.id FROM fulfillment_stocklevel s
+    WHERE s.product_id IN (SELECT product_id FROM p)
+    ORDER BY s.id
+    FOR UPDATE
+), upd AS (
+    UPDATE fulfillment_stocklevel s
+    SET reserved = s.reserved + p.quantity, version = s.version + 1, updated_at = now()
+    FROM p, locked
+    WHERE s.id = locked.id AND s.product_id = p.product_id
+      AND s.reserved + p.quantity <= s.on_hand
+    RETURNING s.product_id, s.on_hand, s.reserved, p.quantity
 ), o AS (
     INSERT INTO fulfillment_order
         (order_id, customer_name, customer_email, priority, status, version, total_amount,
@@ -142,17 +162,32 @@ WITH items AS (
     SELECT %(order_id)s, %(name)s, %(email)s, %(priority)s, 'pending', 1,
            (SELECT sum(p.price * p.quantity) FROM p),
            %(addr)s, %(city)s, %(postal)s, %(country)s, '', '', %(ikey)s, 0, now(), now()
-    WHERE (SELECT count(*) FROM p) = %(n)s
+    WHERE (SELECT count(*) FROM p) = %(n)s AND (SELECT count(*) FROM upd) = %(n)s
     RETURNING id, created_at, total_amount
 ), l AS (
     INSERT INTO fulfillment_orderline (order_id, product_id, quantity, unit_price)
     SELECT o.id, p.product_id, p.quantity, p.price FROM o CROSS JOIN p ORDER BY p.n
+), m AS (
+    INSERT INTO fulfillment_stockmovement
+        (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+         order_id, reason, actor, created_at)
+    SELECT upd.product_id, 'reserve', 0, upd.quantity, upd.on_hand, upd.reserved,
+           o.id, '', %(actor)s, now()
+    FROM o CROSS JOIN upd ORDER BY upd.product_id
+), j AS (
+    SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
+        %(job_queue)s, %(job_task)s, %(job_priority)s, %(job_lock)s, %(job_qlock)s,
+        jsonb_build_object('order_pk', o.id, 'expected_status', 'pending'), NULL
+    )::procrastinate_job_to_defer_v1]) AS ids
+    FROM o
 )
 SELECT (SELECT id FROM o), (SELECT created_at FROM o), (SELECT total_amount FROM o),
        (SELECT array_agg(p.product_id ORDER BY p.n) FROM p),
        (SELECT array_agg(p.price ORDER BY p.n) FROM p),
        (SELECT array_agg(p.sku ORDER BY p.n) FROM p),
-       (SELECT array_agg(p.name ORDER BY p.n) FROM p)
+       (SELECT array_agg(p.name ORDER BY p.n) FROM p),
+       (SELECT array_agg(upd.product_id) FROM upd),
+       (SELECT ids[1] FROM j)
 """
 
 
@@ -167,16 +202,43 @@ def _unavailable(
     )
 
 
+@functools.cache
+def _first_stage_job() -> dict[str, Any]:
+    """The job options ``enqueue_first_stage`` uses (the task's defaults), read once."""
+    from fulfillment.tasks import advance_order
+
+    job = advance_order.configure().job
+    return {
+        "job_queue": job.queue,
+        "job_task": job.task_name,
+        "job_priority": job.priority,
+        "job_lock": job.lock,
+        "job_qlock": job.queueing_lock,
+    }
+
+
+def _shortages(items: Sequence[tuple[int, int]], reserved: set[int]) -> InsufficientStock:
+    """Failure path only: read the availability of the lines that could not be reserved."""
+    short = [(pid, qty) for pid, qty in items if pid not in reserved]
+    available = dict(
+        StockLevel.objects.filter(product_id__in=[pid for pid, _ in short]).values_list(
+            "product_id", F("on_hand") - F("reserved")
+        )
+    )
+    return InsufficientStock([Shortage(pid, qty, available.get(pid, 0)) for pid, qty in short])
+
+
 @transaction.atomic
 def order_create(
     *, draft: OrderDraft, actor: str, idempotency_key: str | None = None
 ) -> OrderReceipt:
     """Create one pending order with its stock reserved and its first pipeline job deferred.
 
-    Three statements in one transaction: insert order + lines (prices copied, only if every
-    product is active), reserve all lines in one conditional UPDATE that locks the stock rows in
-    primary-key order (taken last, so the hot rows stay locked only until the commit that
-    follows), then defer the job. InsufficientStock / ProductUnavailable roll everything back.
+    One statement in one transaction (``_CREATE_SQL``): stock rows locked in primary-key order,
+    every line reserved by one conditional UPDATE, order + lines + ledger rows inserted and the
+    first pipeline job deferred. The stock locks are held from inside that statement to the
+    commit right after it. InsufficientStock (every short line) / ProductUnavailable roll
+    everything back.
     """
     validate_items(draft.items)
     pids = [pid for pid, _ in draft.items]
@@ -198,13 +260,15 @@ def order_create(
                 "postal": draft.shipping_postal_code,
                 "country": draft.shipping_country,
                 "ikey": idempotency_key,
+                "actor": actor,
+                **_first_stage_job(),
             },
         )
-        pk, created_at, total, f_pids, f_prices, f_skus, f_names = cur.fetchone()
+        pk, created_at, total, f_pids, f_prices, f_skus, f_names, reserved, _ = cur.fetchone()
     if pk is None:
-        raise _unavailable(pids, f_pids or [])
-    inventory.stock_reserve(lines=draft.items, order_id=pk, actor=actor)
-    pipeline.enqueue_first_stage(order_pks=[pk])
+        if len(f_pids or []) != len(pids):
+            raise _unavailable(pids, f_pids or [])
+        raise _shortages(draft.items, set(reserved or []))
     return OrderReceipt(
         pk=pk,
         order_id=order_uuid,

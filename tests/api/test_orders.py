@@ -271,3 +271,21 @@ def test_cancel_unknown_order_is_404_and_bad_id_is_404(api):
     assert_error(api.post(f"orders/{uuid.uuid4()}/cancel/"), 404, "not_found")
     # not a UUID: no route matches at all
     assert api.post("orders/not-a-uuid/cancel/").status_code == 404
+
+
+def test_single_create_defers_the_same_job_as_enqueue_first_stage(api):
+    """order_create writes its job in the same SQL statement; it must match the pipeline's."""
+    from django.db import transaction
+
+    from fulfillment.services.pipeline import enqueue_first_stage
+
+    product = make_product(stock=10)
+    order_id = api.post("orders/", body((product.pk, 1))).json()["order_id"]
+    pk = Order.objects.get(order_id=order_id).pk
+    with transaction.atomic():
+        enqueue_first_stage(order_pks=[pk])
+
+    fields = ("queue_name", "task_name", "priority", "lock", "queueing_lock", "args", "status")
+    ours, pipelines = new_jobs().order_by("id").values_list(*fields, "scheduled_at")
+    assert ours[:-1] == pipelines[:-1]
+    assert (ours[-1] is None) == (pipelines[-1] is None)
