@@ -212,54 +212,105 @@ def _random_order(rng: random.Random, products: list[int], n: int) -> dict[str, 
     }
 
 
-def _client_loop(args: tuple[str, str, list[int], int, float, float, int]) -> dict[str, Any]:
-    base_url, kind, products, seed, warmup_until, until, bulk_size = args
-    rng = random.Random(seed)
-    u = urlparse(base_url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-    path = "/api/v1/orders/" if kind == "single" else "/api/v1/orders/bulk_create/"
+def _post(host: str, port: int, request: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a fresh connection; sync gunicorn workers close it after the
+    response (no keep-alive), so the response is everything up to EOF. A raw socket keeps the
+    load generator's own CPU use small: it shares the cores with the server and the database."""
+    with socket.create_connection((host, port), timeout=60) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return status, body
+
+
+def _client_thread(
+    host: str, port: int, requests: list[bytes], warmup_until: float, until: float, kind: str
+) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     accepted = 0
-    n = seed * 10_000_000
+    i = 0
     while (now := time.time()) < until:
-        if kind == "single":
-            body = _random_order(rng, products, n)
-            n += 1
-        else:
-            body = {"orders": [_random_order(rng, products, n + i) for i in range(bulk_size)]}
-            n += bulk_size
-        payload = json.dumps(body)
+        request = requests[i % len(requests)]
+        i += 1
         started = time.perf_counter()
         try:
-            conn.request("POST", path, payload, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            data = response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            status = 0
-            data = b""
+            status, body = _post(host, port, request)
+        except OSError:
+            status, body = 0, b""
         elapsed = time.perf_counter() - started
         if now < warmup_until:
             continue
         latencies.append(elapsed)
         statuses[status] = statuses.get(status, 0) + 1
         if status == 201:
-            accepted += 1 if kind == "single" else json.loads(data)["created"]
-    conn.close()
+            accepted += 1 if kind == "single" else json.loads(body)["created"]
     return {"latencies": latencies, "statuses": statuses, "accepted": accepted}
 
 
+def _client_loop(
+    args: tuple[str, str, list[int], int, int, float, float, int],
+) -> dict[str, Any]:
+    """One load-generator process running ``threads`` clients; request bodies are built first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base_url, kind, products, seed, threads, warmup_until, until, bulk_size = args
+    u = urlparse(base_url)
+    host, port = u.hostname or "127.0.0.1", u.port or 80
+    path = "/api/v1/orders/" if kind == "single" else "/api/v1/orders/bulk_create/"
+    per_thread = []
+    for t in range(threads):
+        rng = random.Random(seed * 1000 + t)
+        requests = []
+        for r in range(2000 if kind == "single" else 8):
+            n = (seed * 1000 + t) * 100_000 + r * bulk_size
+            if kind == "single":
+                data = _random_order(rng, products, n)
+            else:
+                data = {"orders": [_random_order(rng, products, n + i) for i in range(bulk_size)]}
+            body = json.dumps(data).encode()
+            requests.append(
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + body
+            )
+        per_thread.append(requests)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = list(
+            pool.map(
+                lambda reqs: _client_thread(host, port, reqs, warmup_until, until, kind),
+                per_thread,
+            )
+        )
+    return {
+        "latencies": [x for p in parts for x in p["latencies"]],
+        "statuses": {
+            k: sum(p["statuses"].get(k, 0) for p in parts)
+            for k in {k for p in parts for k in p["statuses"]}
+        },
+        "accepted": sum(p["accepted"] for p in parts),
+    }
+
+
 def _http_run(bench: Bench, kind: str, clients: int) -> dict[str, Any]:
-    start = time.time() + 0.5
+    # Clients are threads spread over a few processes (all blocking I/O, little CPU each).
+    processes = min(clients, 4)
+    threads = [
+        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+    ]
+    start = time.time() + (2.0 if kind == "single" else 5.0)  # bodies are built before this
     warmup_until = start + bench.warmup
     until = warmup_until + bench.duration
     jobs = [
-        (bench.base_url, kind, bench.product_ids, i + 1, warmup_until, until, bench.bulk_size)
-        for i in range(clients)
+        (bench.base_url, kind, bench.product_ids, i + 1, n, warmup_until, until, bench.bulk_size)
+        for i, n in enumerate(threads)
     ]
-    with multiprocessing.get_context("fork").Pool(clients) as pool:
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
         parts = pool.map(_client_loop, jobs)
     latencies = [x for p in parts for x in p["latencies"]]
     statuses: dict[int, int] = {}

@@ -1,8 +1,9 @@
 -- The single-order intake transaction as raw SQL: the database ceiling for POST /api/v1/orders/.
 -- The same statement as fulfillment/services/orders.py `_CREATE_SQL` (stock rows locked in pk
 -- order, one conditional UPDATE for every line, order + lines + ledger rows inserted, first
--- pipeline job deferred through procrastinate_defer_jobs_v1) inside BEGIN/COMMIT, with the same
--- triggers (pghistory events with a request context, append-only ledger, queue notification).
+-- pipeline job deferred through procrastinate_defer_jobs_v1), run as its own transaction as the
+-- API runs it, with the same triggers (pghistory events with a request context, append-only
+-- ledger, queue notification).
 -- Run by loadtests/bench.py: pgbench -n -M simple -c 16 -f loadtests/order_txn.sql -D pmin=.. -D pmax=..
 \set o1 random(0, :pmax - :pmin)
 \set span :pmax - :pmin + 1
@@ -13,7 +14,6 @@
 \set q2 random(1, 3)
 \set q3 random(1, 3)
 \set n random(1, 3)
-BEGIN;
 WITH ctx AS (
     SELECT set_config('pghistory.context_id', gen_random_uuid()::text, true) AS id,
            set_config('pghistory.context_metadata', '{"request_id": "pgbench"}', true) AS meta
@@ -64,11 +64,14 @@ WITH ctx AS (
     )::procrastinate_job_to_defer_v1]) AS ids
     FROM o
 )
-SELECT (SELECT id FROM o), (SELECT created_at FROM o), (SELECT total_amount FROM o),
+SELECT coalesce(
+           (SELECT id FROM o),
+           fulfillment_order_rejected(json_build_object(
+               'found', (SELECT array_agg(p.product_id) FROM p),
+               'reserved', (SELECT array_agg(upd.product_id) FROM upd))::text)),
+       (SELECT created_at FROM o), (SELECT total_amount FROM o),
        (SELECT array_agg(p.product_id ORDER BY p.n) FROM p),
        (SELECT array_agg(p.price ORDER BY p.n) FROM p),
        (SELECT array_agg(p.sku ORDER BY p.n) FROM p),
        (SELECT array_agg(p.name ORDER BY p.n) FROM p),
-       (SELECT array_agg(upd.product_id) FROM upd),
        (SELECT ids[1] FROM j);
-COMMIT;

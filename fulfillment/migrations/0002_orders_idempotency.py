@@ -3,6 +3,19 @@
 from django.db import migrations, models
 
 
+# Raised by the single-order statement (fulfillment/services/orders.py) when a product is
+# unavailable or a line is short, so the statement, and with it every reservation it made, is
+# undone even when it runs as its own (autocommit) transaction. DETAIL carries JSON for the error.
+REJECT_FUNCTION = """
+CREATE OR REPLACE FUNCTION fulfillment_order_rejected(detail text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'fulfillment:order_rejected', DETAIL = detail;
+END
+$$;
+"""
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -25,4 +38,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('scope', 'key'), name='idempotency_scope_key_uniq')],
             },
         ),
+        migrations.RunSQL(REJECT_FUNCTION, "DROP FUNCTION IF EXISTS fulfillment_order_rejected(text);"),
     ]

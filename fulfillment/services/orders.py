@@ -10,6 +10,7 @@ and job commit or roll back together.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
 from fulfillment.errors import (
@@ -181,12 +182,16 @@ WITH items AS (
     )::procrastinate_job_to_defer_v1]) AS ids
     FROM o
 )
-SELECT (SELECT id FROM o), (SELECT created_at FROM o), (SELECT total_amount FROM o),
+SELECT coalesce(
+           (SELECT id FROM o),
+           fulfillment_order_rejected(json_build_object(
+               'found', (SELECT array_agg(p.product_id) FROM p),
+               'reserved', (SELECT array_agg(upd.product_id) FROM upd))::text)),
+       (SELECT created_at FROM o), (SELECT total_amount FROM o),
        (SELECT array_agg(p.product_id ORDER BY p.n) FROM p),
        (SELECT array_agg(p.price ORDER BY p.n) FROM p),
        (SELECT array_agg(p.sku ORDER BY p.n) FROM p),
        (SELECT array_agg(p.name ORDER BY p.n) FROM p),
-       (SELECT array_agg(upd.product_id) FROM upd),
        (SELECT ids[1] FROM j)
 """
 
@@ -228,47 +233,56 @@ def _shortages(items: Sequence[tuple[int, int]], reserved: set[int]) -> Insuffic
     return InsufficientStock([Shortage(pid, qty, available.get(pid, 0)) for pid, qty in short])
 
 
-@transaction.atomic
 def order_create(
     *, draft: OrderDraft, actor: str, idempotency_key: str | None = None
 ) -> OrderReceipt:
     """Create one pending order with its stock reserved and its first pipeline job deferred.
 
-    One statement in one transaction (``_CREATE_SQL``): stock rows locked in primary-key order,
-    every line reserved by one conditional UPDATE, order + lines + ledger rows inserted and the
-    first pipeline job deferred. The stock locks are held from inside that statement to the
-    commit right after it. InsufficientStock (every short line) / ProductUnavailable roll
-    everything back.
+    One SQL statement (``_CREATE_SQL``): stock rows locked in primary-key order, every line
+    reserved by one conditional UPDATE, order + lines + ledger rows inserted and the first
+    pipeline job deferred. Outside a transaction it is its own transaction, so the stock locks
+    last only as long as the statement; inside one (idempotent requests, callers' atomic blocks)
+    a savepoint keeps a rejection from aborting the caller's transaction. InsufficientStock
+    (every short line) / ProductUnavailable: the statement is undone, nothing is written.
     """
     validate_items(draft.items)
     pids = [pid for pid, _ in draft.items]
     qtys = [qty for _, qty in draft.items]
     order_uuid = uuid.uuid4()
-    with connection.cursor() as cur:
-        cur.execute(
-            _CREATE_SQL,
-            {
-                "pids": pids,
-                "qtys": qtys,
-                "n": len(pids),
-                "order_id": order_uuid,
-                "name": draft.customer_name,
-                "email": draft.customer_email,
-                "priority": draft.priority,
-                "addr": draft.shipping_address,
-                "city": draft.shipping_city,
-                "postal": draft.shipping_postal_code,
-                "country": draft.shipping_country,
-                "ikey": idempotency_key,
-                "actor": actor,
-                **_first_stage_job(),
-            },
-        )
-        pk, created_at, total, f_pids, f_prices, f_skus, f_names, reserved, _ = cur.fetchone()
-    if pk is None:
-        if len(f_pids or []) != len(pids):
-            raise _unavailable(pids, f_pids or [])
-        raise _shortages(draft.items, set(reserved or []))
+    params = {
+        "pids": pids,
+        "qtys": qtys,
+        "n": len(pids),
+        "order_id": order_uuid,
+        "name": draft.customer_name,
+        "email": draft.customer_email,
+        "priority": draft.priority,
+        "addr": draft.shipping_address,
+        "city": draft.shipping_city,
+        "postal": draft.shipping_postal_code,
+        "country": draft.shipping_country,
+        "ikey": idempotency_key,
+        "actor": actor,
+        **_first_stage_job(),
+    }
+    try:
+        if connection.in_atomic_block:
+            with transaction.atomic(), connection.cursor() as cur:
+                cur.execute(_CREATE_SQL, params)
+                row = cur.fetchone()
+        else:
+            with connection.cursor() as cur:
+                cur.execute(_CREATE_SQL, params)
+                row = cur.fetchone()
+    except DatabaseError as exc:
+        detail = _rejection(exc)
+        if detail is None:
+            raise
+        found, reserved = detail.get("found") or [], detail.get("reserved") or []
+        if len(found) != len(pids):
+            raise _unavailable(pids, found) from None
+        raise _shortages(draft.items, set(reserved)) from None
+    pk, created_at, total, f_pids, f_prices, f_skus, f_names, _ = row
     return OrderReceipt(
         pk=pk,
         order_id=order_uuid,
@@ -288,6 +302,15 @@ def order_create(
             )
         ],
     )
+
+
+def _rejection(exc: DatabaseError) -> dict[str, Any] | None:
+    """The JSON detail of ``fulfillment_order_rejected``, or None for any other error."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is None or diag.message_primary != "fulfillment:order_rejected":
+        return None
+    return dict(json.loads(diag.message_detail or "{}"))
 
 
 # ----- bulk ------------------------------------------------------------------------------------
