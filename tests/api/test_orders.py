@@ -199,7 +199,6 @@ def test_failed_idempotent_request_stores_nothing_and_can_be_retried(api):
 
     assert_error(api.post("orders/", body((product.pk, 2)), headers=headers), 409)
     from fulfillment.services.inventory import stock_receive
-    from fulfillment.services.orders import OrderDraft  # noqa: F401  (module import check)
 
     stock_receive(product_id=product.pk, quantity=5, actor="test")
     retried = api.post("orders/", body((product.pk, 2)), headers=headers)
