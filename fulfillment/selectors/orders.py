@@ -95,7 +95,7 @@ def order_list(
     if priority:
         qs = qs.filter(priority=priority)
     if customer_email:
-        qs = qs.filter(customer_email__iexact=customer_email)
+        qs = qs.filter(customer_email=customer_email)  # exact: order_customer_idx serves it
     if created_after:
         qs = qs.filter(created_at__gte=created_after)
     if created_before:

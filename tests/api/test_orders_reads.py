@@ -62,7 +62,7 @@ def test_list_filters_and_keyset_pagination(api):
     assert [o["order_id"] for o in page1["items"] + page2["items"]] == [high, *reversed(ids)]
     assert page2["next_cursor"] is None
 
-    by_email = api.get("orders/?customer_email=C1@example.com").json()["items"]
+    by_email = api.get("orders/?customer_email=c1@example.com").json()["items"]
     assert {o["order_id"] for o in by_email} == {ids[1], ids[3]}
     assert [o["order_id"] for o in api.get("orders/?priority=high").json()["items"]] == [high]
 
