@@ -1,13 +1,21 @@
 from django.contrib import admin
-from django.urls import path
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from config.api import api
+from config.api import api, error_response
 from fulfillment.api import health
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Unknown /api/ paths (e.g. a malformed order id) answer in the API's error shape."""
+    return error_response(request, 404, "not_found", f"no API endpoint at {request.path}")
+
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("swagger/", RedirectView.as_view(url="/api/v1/docs", permanent=False)),
     path("docs/", RedirectView.as_view(url="/api/v1/docs", permanent=False)),
     path("health/", health.health_report, name="health"),

@@ -135,3 +135,8 @@ def test_page_size_is_capped(api):
     response = api.get("products/?limit=100000")
 
     assert_error(response, 422, "validation_error")
+
+
+def test_unknown_api_path_is_404_in_error_shape(api):
+    assert_error(api.get("orders/not-a-uuid/"), 404, "not_found")
+    assert_error(api.get("/api/v2/anything"), 404, "not_found")
