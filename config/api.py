@@ -131,11 +131,14 @@ __all__ = ["api", "error_response", "AuthenticationError", "AuthorizationError"]
 
 
 def _register_routers() -> None:
-    from fulfillment.api import inventory, orders, products
+    from fulfillment.api import inventory, orders, pipeline, products
 
     api.add_router("/products/", products.router)
     api.add_router("/inventory/", inventory.router)
+    # Before the orders router: /orders/check_stale/ must win over /orders/{order_id}/.
+    api.add_router("/orders/", pipeline.stale_router)
     api.add_router("/orders/", orders.router)
+    api.add_router("/reports/", pipeline.reports_router)
 
 
 _register_routers()

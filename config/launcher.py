@@ -25,7 +25,20 @@ WEB_COMMAND = [
     "--config",
     "python:config.gunicorn",
 ]
-WORKER_COMMAND = ["python", "manage.py", "procrastinate", "worker"]
+# The worker runs every queue (stage jobs and the periodic schedules). Sync jobs run in threads
+# (``--concurrency`` at once, each with its own database connection); scheduled stage jobs are
+# picked up within ``--fetch-job-polling-interval`` of their time (LISTEN/NOTIFY wakes it for
+# jobs due at once). Heartbeat and dead-worker timeouts come from settings
+# (PROCRASTINATE_WORKER_DEFAULTS).
+WORKER_COMMAND = [
+    "python",
+    "manage.py",
+    "procrastinate",
+    "worker",
+    "--concurrency=8",
+    "--fetch-job-polling-interval=0.2",
+    "--shutdown-graceful-timeout=10",
+]
 
 
 def _say(msg: str) -> None:

@@ -211,6 +211,11 @@ LOGGING = {
     },
 }
 
+# --- orders --------------------------------------------------------------------------------
+MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
+BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
+ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)
+
 # --- pipeline ------------------------------------------------------------------------------
 # A non-terminal order is stale when it has stayed in its status longer than this.
 STALE_AFTER_SECONDS = {
@@ -219,7 +224,55 @@ STALE_AFTER_SECONDS = {
     "shipped": env.int("STALE_SHIPPED_SECONDS", default=900),
 }
 
-# --- orders --------------------------------------------------------------------------------
-MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
-BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
-ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)
+
+def _seconds_range(name: str, default: str) -> tuple[float, float]:
+    """``"2-5"`` -> (2.0, 5.0); ``"0"`` -> (0.0, 0.0)."""
+    raw = env.str(name, default=default)
+    low, _, high = raw.partition("-")
+    lo, hi = float(low), float(high or low)
+    if lo < 0 or hi < lo:
+        raise ImproperlyConfigured(f"{name} must be 'min-max' seconds with 0 <= min <= max")
+    return lo, hi
+
+
+# Simulated delay (seconds, uniform in the range) before the job that moves an order INTO the
+# stage runs: processing starts 2-5 s after intake, shipping 3-8 s after processing, delivery
+# 1-2 s after shipping. Jobs are scheduled with ``schedule_in``; no job sleeps.
+PIPELINE_DELAYS = {
+    "processing": _seconds_range("PIPELINE_DELAY_PROCESSING", "2-5"),
+    "shipped": _seconds_range("PIPELINE_DELAY_SHIPPING", "3-8"),
+    "delivered": _seconds_range("PIPELINE_DELAY_DELIVERY", "1-2"),
+}
+# Probability that a stage fails (the order becomes ``failed`` and its reservation is released).
+PIPELINE_FAILURE_RATES = {
+    "processing": env.float("PIPELINE_FAILURE_RATE_PROCESSING", default=0.10),
+    "shipped": env.float("PIPELINE_FAILURE_RATE_SHIPPING", default=0.05),
+    "delivered": env.float("PIPELINE_FAILURE_RATE_DELIVERY", default=0.0),
+}
+# When set, delays and failures are a deterministic function of (seed, order, stage).
+PIPELINE_RANDOM_SEED = env.str("PIPELINE_RANDOM_SEED", default="") or None
+# Transient database errors (deadlock, serialization failure, lock timeout, lost connection)
+# retry with exponential backoff: base, base**2, base**3 ... seconds; then the order fails.
+PIPELINE_MAX_RETRIES = env.int("PIPELINE_MAX_RETRIES", default=5)
+PIPELINE_RETRY_BACKOFF_SECONDS = env.int("PIPELINE_RETRY_BACKOFF_SECONDS", default=2)
+# A stage job waits at most this long for a row lock before it gives up and retries.
+PIPELINE_LOCK_TIMEOUT_MS = env.int("PIPELINE_LOCK_TIMEOUT_MS", default=5000)
+# Stale healing: re-defer a stuck order's stage job this many times, then fail the order.
+STALE_MAX_RECOVERIES = env.int("STALE_MAX_RECOVERIES", default=3)
+# A worker whose heartbeat is older than this is dead: its running jobs are retried.
+STALLED_WORKER_SECONDS = env.float("STALLED_WORKER_SECONDS", default=30.0)
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
+# Schedules (cron, in UTC; a sixth field means seconds).
+STALE_CHECK_CRON = env.str("STALE_CHECK_CRON", default="* * * * *")
+STALLED_JOBS_CRON = env.str("STALLED_JOBS_CRON", default="* * * * *")
+DAILY_REPORT_CRON = env.str("DAILY_REPORT_CRON", default="0 0 * * *")
+CLEANUP_CRON = env.str("CLEANUP_CRON", default="30 3 * * 0")
+RECONCILIATION_CRON = env.str("RECONCILIATION_CRON", default="0 * * * *")
+# Retention for the weekly clean-up.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=90)
+JOB_RETENTION_HOURS = env.int("JOB_RETENTION_HOURS", default=24 * 7)
+
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
+    "stalled_worker_timeout": STALLED_WORKER_SECONDS,
+}

@@ -222,3 +222,39 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency {self.scope}:{self.key}"
+
+
+class DailyReport(models.Model):
+    """One row per day, written by the midnight job (re-running it replaces the row)."""
+
+    date = models.DateField(unique=True)
+    orders_created = models.PositiveIntegerField(default=0)
+    counts_by_status = models.JSONField(default=dict)
+    revenue = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    avg_seconds_to_processing = models.FloatField(null=True, blank=True)
+    avg_seconds_to_shipped = models.FloatField(null=True, blank=True)
+    avg_seconds_to_delivered = models.FloatField(null=True, blank=True)
+    generated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-date"]
+
+    def __str__(self) -> str:
+        return f"daily report {self.date}"
+
+
+class ReconciliationRun(models.Model):
+    """The result of one inventory reconciliation (hourly job); /health/ shows the latest."""
+
+    ok = models.BooleanField()
+    products_checked = models.PositiveIntegerField(default=0)
+    drift_count = models.PositiveIntegerField(default=0)
+    drifts = models.JSONField(default=list)
+    duration_ms = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.created_at:%Y-%m-%d %H:%M} ({'ok' if self.ok else 'drift'})"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -27,4 +28,20 @@ def stale_q() -> Q:
     return q
 
 
-__all__ = ["Order", "stale_q", "stale_thresholds"]
+def live_stage_job_order_pks(order_pks: list[int]) -> set[int]:
+    """The orders among ``order_pks`` that have a live (``todo`` or ``doing``) stage job."""
+    if not order_pks:
+        return set()
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT DISTINCT (args->>'order_pk')::bigint FROM procrastinate_jobs
+            WHERE task_name = %s AND status IN ('todo', 'doing')
+              AND (args->>'order_pk')::bigint = ANY(%s::bigint[])
+            """,
+            ["fulfillment.advance_order", order_pks],
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+__all__ = ["Order", "live_stage_job_order_pks", "stale_q", "stale_thresholds"]

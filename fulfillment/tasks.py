@@ -1,18 +1,196 @@
-"""Procrastinate tasks and periodic schedules. Tasks are thin: load ids, call one service."""
+"""Procrastinate tasks and periodic schedules. Tasks are thin: load ids, call one service.
+
+Queues: ``pipeline`` (stage jobs) and ``maintenance`` (schedules). Every sync task runs inside
+:func:`job_scope`: fresh Django connections and a pghistory context carrying the task name and
+the job id, so every audit event a job writes says which job wrote it.
+"""
 
 from __future__ import annotations
 
+import datetime
+import logging
+from typing import Any
+
+import pghistory
 import procrastinate
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
+from procrastinate.jobs import Job
+from procrastinate.retry import BaseRetryStrategy, RetryDecision
+
+from fulfillment.services import pipeline, reports
+
+logger = logging.getLogger("fulfillment.tasks")
+
+# Errors worth retrying: deadlock, serialization failure, lock timeout, lost connection. Django
+# raises OperationalError for all of them (psycopg's TransactionRollbackError, LockNotAvailable,
+# OperationalError); InterfaceError for a closed connection.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
 
-@app.task(name="fulfillment.advance_order", queue="pipeline", pass_context=True)
-def advance_order(context: procrastinate.JobContext, order_pk: int, expected_status: str) -> None:
-    """Run the next stage of one order (filled in by the pipeline: see services/pipeline.py)."""
+class TransientDatabaseRetry(BaseRetryStrategy):
+    """Procrastinate's ``RetryStrategy`` (exponential backoff, transient errors only), with the
+    limits read from settings when a job fails rather than at import time."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        return RetryStrategy(
+            max_attempts=settings.PIPELINE_MAX_RETRIES,
+            exponential_wait=settings.PIPELINE_RETRY_BACKOFF_SECONDS,
+            retry_exceptions=TRANSIENT_ERRORS,
+        ).get_retry_decision(exception=exception, job=job)
+
+
+def retries_exhausted(job: Job) -> bool:
+    """True on the last run Procrastinate will make of ``job`` (``attempts`` counts past runs)."""
+    return job.attempts >= settings.PIPELINE_MAX_RETRIES
+
+
+def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) -> Any:
+    """Sync task middleware: the audit context of the job, and connection hygiene.
+
+    A worker thread keeps its Django connection between jobs (no health-check query per job); a
+    job that raised closes it, so a connection broken by a database restart is replaced on the
+    next attempt.
+    """
+    try:
+        with pghistory.context(task=context.job.task_name, job_id=context.job.id):
+            return call_next()
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _actor(context: procrastinate.JobContext) -> str:
+    return f"job:{context.job.task_name}:{context.job.id}"
+
+
+@app.task(
+    name="fulfillment.advance_order",
+    queue="pipeline",
+    pass_context=True,
+    retry=TransientDatabaseRetry(),
+    task_middleware=[job_scope],
+)
+def advance_order(context: procrastinate.JobContext, order_pk: int, expected_status: str) -> str:
+    """Run the next stage of one order (``services.pipeline.order_advance``)."""
+    try:
+        outcome = pipeline.order_advance(
+            order_pk=order_pk, expected_status=expected_status, actor=_actor(context)
+        )
+    except TRANSIENT_ERRORS as exc:
+        if retries_exhausted(context.job):
+            pipeline.order_fail_after_retries(
+                order_pk=order_pk,
+                expected_status=expected_status,
+                actor=_actor(context),
+                error=f"{exc.__class__.__name__}: {exc}".strip()[:150],
+            )
+        raise
+    return outcome.action
+
+
+@app.periodic(cron=settings.STALE_CHECK_CRON, periodic_id="stale_orders")
+@app.task(
+    name="fulfillment.heal_stale_orders",
+    queue="maintenance",
+    queueing_lock="heal_stale_orders",
+    pass_context=True,
+    task_middleware=[job_scope],
+)
+def heal_stale_orders(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
+    result = pipeline.stale_orders_heal(actor=_actor(context))
+    return {
+        "checked": result.checked,
+        "redeferred": len(result.redeferred),
+        "failed": len(result.failed),
+    }
+
+
+# Async, on the worker's own connection, and with a queueing lock but no ``lock``: a job lock
+# held by a job of a dead worker would block the very job that is meant to free it.
+@app.periodic(cron=settings.STALLED_JOBS_CRON, periodic_id="stalled_jobs")
+@app.task(
+    name="fulfillment.retry_stalled_jobs",
+    queue="maintenance",
+    queueing_lock="retry_stalled_jobs",
+    pass_context=True,
+)
+async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Put back to ``todo`` the jobs left in ``doing`` by workers that stopped heartbeating."""
+    manager = context.app.job_manager
+    stalled = await manager.get_stalled_jobs(
+        seconds_since_heartbeat=settings.STALLED_WORKER_SECONDS
+    )
+    for job in stalled:
+        logger.warning("retrying job %s of a dead worker: %s", job.id, job.call_string)
+        await manager.retry_job(job)
+    await manager.prune_stalled_workers(settings.STALLED_WORKER_SECONDS)
+    return len(list(stalled))
+
+
+@app.periodic(cron=settings.DAILY_REPORT_CRON, periodic_id="daily_report")
+@app.task(
+    name="fulfillment.daily_report",
+    queue="maintenance",
+    queueing_lock="daily_report",
+    pass_context=True,
+    task_middleware=[job_scope],
+)
+def daily_report(context: procrastinate.JobContext, timestamp: int) -> str:
+    """At midnight, report on the day that just ended."""
+    tz = datetime.UTC
+    day = datetime.datetime.fromtimestamp(timestamp, tz=tz).date() - datetime.timedelta(days=1)
+    return str(reports.daily_report_build(day=day).date)
+
+
+@app.periodic(cron=settings.CLEANUP_CRON, periodic_id="weekly_cleanup")
+@app.task(
+    name="fulfillment.retention_cleanup",
+    queue="maintenance",
+    queueing_lock="retention_cleanup",
+    pass_context=True,
+    task_middleware=[job_scope],
+)
+def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
+    result = reports.retention_cleanup()
+    return {
+        "audit_events_deleted": result.audit_events_deleted,
+        "jobs_deleted": result.jobs_deleted,
+    }
+
+
+@app.periodic(cron=settings.RECONCILIATION_CRON, periodic_id="hourly_reconciliation")
+@app.task(
+    name="fulfillment.inventory_reconciliation",
+    queue="maintenance",
+    queueing_lock="inventory_reconciliation",
+    pass_context=True,
+    task_middleware=[job_scope],
+)
+def inventory_reconciliation(context: procrastinate.JobContext, timestamp: int) -> bool:
+    return reports.reconciliation_run().ok
+
+
+@app.task(name="fulfillment.noop", queue="probe")
+def noop() -> None:
+    """Does nothing: the queue's own throughput, the reference the pipeline benchmark reports
+    next to (``loadtests/bench_pipeline.py``), and a probe that a worker is taking jobs."""
 
 
 def on_app_ready(ready_app: procrastinate.App) -> None:
     """Hook named by PROCRASTINATE_ON_APP_READY (runs when Django's app registry is ready)."""
 
 
-__all__ = ["advance_order", "app", "on_app_ready"]
+__all__ = [
+    "advance_order",
+    "app",
+    "daily_report",
+    "heal_stale_orders",
+    "inventory_reconciliation",
+    "noop",
+    "on_app_ready",
+    "retention_cleanup",
+    "retry_stalled_jobs",
+]

@@ -62,3 +62,39 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+@pytest.fixture(autouse=True)
+def _pipeline_test_settings(settings: Any) -> None:
+    """Tests run the pipeline with zero delays, no simulated failures and no retry backoff."""
+    settings.PIPELINE_DELAYS = {s: (0.0, 0.0) for s in ("processing", "shipped", "delivered")}
+    settings.PIPELINE_FAILURE_RATES = {s: 0.0 for s in ("processing", "shipped", "delivered")}
+    settings.PIPELINE_RETRY_BACKOFF_SECONDS = 0
+
+
+@pytest.fixture
+def empty_queue(django_db_blocker: Any) -> Iterator[None]:
+    """Procrastinate's tables are unmanaged, so transactional tests' flush leaves them: empty
+    them around tests that run workers."""
+    from django.db import connection
+
+    def truncate() -> None:
+        with django_db_blocker.unblock(), connection.cursor() as cur:
+            cur.execute(
+                "TRUNCATE procrastinate_events, procrastinate_periodic_defers, "
+                "procrastinate_jobs, procrastinate_workers CASCADE"
+            )
+
+    truncate()
+    yield
+    truncate()
+
+
+@pytest.fixture
+def live_worker(db: Any) -> int:
+    """A registered Procrastinate worker with a fresh heartbeat (what a running worker writes)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT worker_id FROM procrastinate_register_worker_v1()")
+        return int(cur.fetchone()[0])

@@ -1,21 +1,37 @@
-"""Order lifecycle: the one function every status change goes through, and stage-job scheduling.
+"""Order lifecycle: the one function every status change goes through, the stage jobs and
+stale-order healing.
 
 pending --> processing --> shipped --> delivered
    |             |
    +--> cancelled (before shipping)
    +--> failed    (simulated failure, retries exhausted, stale timeout)
+
+Each stage is one Procrastinate job (``fulfillment.tasks.advance_order``) that runs
+:func:`order_advance`: one transaction that locks the order row, checks the status the job
+expects, applies the transition and its stock effect, and defers the next stage with
+``schedule_in`` equal to the simulated delay. The next job is deferred through Django's
+connection (:func:`_job_manager`), never through the worker's own connector, so it commits or
+rolls back with the stage.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cache
+from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
-from procrastinate.types import JSONDict
+from procrastinate.contrib.django.django_connector import DjangoConnector
+from procrastinate.manager import JobManager
 
-from fulfillment.errors import InvalidTransition, NotFound, VersionConflict
+from fulfillment.errors import FulfillmentError, InvalidTransition, NotFound, VersionConflict
 from fulfillment.models import Order
 from fulfillment.services import inventory
 
@@ -33,20 +49,201 @@ TIMESTAMP_FIELD: dict[str, str] = {
     Status.CANCELLED: "cancelled_at",
     Status.FAILED: "failed_at",
 }
+# The stage a job moves an order into, keyed by the status the job expects.
+NEXT_STAGE: dict[str, str] = {
+    Status.PENDING: Status.PROCESSING,
+    Status.PROCESSING: Status.SHIPPED,
+    Status.SHIPPED: Status.DELIVERED,
+}
+ADVANCE_TASK = "fulfillment.advance_order"
 
 
-def _lock_order(*, order_pk: int | None = None, order_id: UUID | None = None) -> Order:
-    qs = Order.objects.select_for_update(of=("self",))
-    if order_pk is not None:
-        qs = qs.filter(pk=order_pk)
-    elif order_id is not None:
-        qs = qs.filter(order_id=order_id)
-    else:
+# Each status a target can be reached from.
+SOURCES: dict[str, list[str]] = {}
+for _source, _targets in ALLOWED.items():
+    for _target in _targets:
+        SOURCES.setdefault(_target, []).append(_source)
+
+# One statement per transition. The leading comment matters: pghistory adds its audit context to
+# every statement that does not start with SELECT, and this one must carry it to the UPDATE's
+# history trigger. ``lock_timeout`` is local to the transaction (the implicit one of this
+# statement when the caller has none).
+_TRANSITION_SQL = """
+-- order transition
+SELECT set_config('lock_timeout', %(lock_timeout)s, true);
+WITH moved AS (
+    UPDATE fulfillment_order SET
+        status = %(target)s,
+        status_changed_at = %(now)s,
+        version = version + 1,
+        {timestamp_field} = %(now)s,
+        failure_reason = CASE WHEN %(target)s = 'failed' THEN %(reason)s ELSE failure_reason END,
+        tracking_number = CASE WHEN %(tracking)s <> '' THEN %(tracking)s
+            WHEN %(target)s = 'shipped'
+            THEN 'TRK' || lpad(id::text, 10, '0') || upper(left(replace(order_id::text, '-', ''), 6))
+            ELSE tracking_number END
+    WHERE {key} = %(key)s
+      AND status = ANY(%(sources)s)
+      AND (%(expected_status)s::varchar IS NULL OR status = %(expected_status)s)
+      AND (%(expected_version)s::int IS NULL OR version = %(expected_version)s)
+    RETURNING id
+), next_job AS (
+    -- Procrastinate's own defer function, on this connection: the next stage job commits or
+    -- rolls back with the transition.
+    SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
+        %(job_queue)s, %(job_task)s, %(job_priority)s, NULL, NULL,
+        jsonb_build_object('order_pk', moved.id, 'expected_status', %(target)s::text),
+        %(job_scheduled_at)s
+    )::procrastinate_job_to_defer_v1]))[1] AS job_id
+    FROM moved WHERE %(defer_next)s
+)
+SELECT moved.id,
+       (SELECT job_id FROM next_job),
+       CASE WHEN %(with_lines)s THEN (
+           SELECT array_agg(ARRAY[product_id, quantity] ORDER BY product_id)
+           FROM fulfillment_orderline WHERE order_id = moved.id)
+       END
+FROM moved
+"""
+
+
+@dataclass(frozen=True)
+class _Moved:
+    order_pk: int
+    next_job_id: int | None
+    lines: list[tuple[int, int]]
+
+
+def _transition_row(
+    *,
+    target: str,
+    order_pk: int | None,
+    order_id: UUID | None,
+    expected_status: str | None,
+    expected_version: int | None,
+    reason: str,
+    lock_timeout: str,
+    tracking_number: str = "",
+    defer_next: bool = False,
+) -> _Moved | None:
+    """One statement: a conditional ``UPDATE ... RETURNING`` locks the order row, checks that it
+    may move to ``target`` (and is in ``expected_status`` / at ``expected_version``), moves it,
+    sets the stage timestamp and ``status_changed_at`` and bumps ``version``; with
+    ``defer_next`` it also defers the job of the next stage (scheduled after its simulated
+    delay); it returns the order's lines when the move has a stock effect. None when no row
+    qualified (nothing was written)."""
+    if order_pk is None and order_id is None:
         raise TypeError("order_pk or order_id is required")
-    order = qs.first()
+    sql = _TRANSITION_SQL.format(
+        timestamp_field=TIMESTAMP_FIELD[target], key="id" if order_pk is not None else "order_id"
+    )
+    now = timezone.now()
+    defer_next = defer_next and target in NEXT_STAGE
+    scheduled_at = None
+    if defer_next:
+        delay = stage_delay(order_pk=order_pk or 0, stage=NEXT_STAGE[target])
+        scheduled_at = now + timedelta(seconds=delay) if delay > 0 else None
+    task = _advance_task()
+    with connection.cursor() as cur:
+        cur.execute(
+            sql,
+            {
+                "lock_timeout": lock_timeout,
+                "target": target,
+                "now": now,
+                "reason": reason[:255],
+                "tracking": tracking_number[:64],
+                "key": order_pk if order_pk is not None else order_id,
+                "sources": SOURCES.get(target, []),
+                "expected_status": expected_status,
+                "expected_version": expected_version,
+                "defer_next": defer_next,
+                "job_queue": task.queue,
+                "job_task": task.name,
+                "job_priority": task.priority,
+                "job_scheduled_at": scheduled_at,
+                "with_lines": target in STOCK_TARGETS,
+            },
+        )
+        # Several statements, several results (pghistory may already have moved past some):
+        # the last one is the transition's.
+        while cur.nextset():
+            pass
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return _Moved(int(row[0]), row[1], [(int(p), int(q)) for p, q in row[2] or []])
+
+
+STOCK_TARGETS = frozenset({Status.SHIPPED, Status.CANCELLED, Status.FAILED})
+
+
+@cache
+def _advance_task() -> Any:
+    from fulfillment.tasks import advance_order
+
+    return advance_order
+
+
+def _stock_effect(
+    *, order_pk: int, lines: list[tuple[int, int]], target: str, actor: str, reason: str
+) -> None:
+    """Ship or release the order's lines through the inventory service (after the order row
+    lock, so the lock order is order, then stock rows in primary-key order)."""
+    if target == Status.SHIPPED:
+        inventory.stock_ship(lines=lines, order_id=order_pk, actor=actor)
+    elif target in (Status.CANCELLED, Status.FAILED):
+        inventory.stock_release(
+            lines=lines, order_id=order_pk, actor=actor, reason=reason or target
+        )
+
+
+def _explain_refusal(
+    *, target: str, order_pk: int | None, order_id: UUID | None, expected_version: int | None
+) -> FulfillmentError:
+    """Why :func:`_transition_row` changed nothing (runs only on that path)."""
+    order = (
+        Order.objects.filter(pk=order_pk)
+        if order_pk is not None
+        else Order.objects.filter(order_id=order_id)
+    ).first()
     if order is None:
-        raise NotFound("order", order_id if order_id is not None else order_pk)
-    return order
+        return NotFound("order", order_id if order_id is not None else order_pk)
+    if expected_version is not None and order.version != expected_version:
+        return VersionConflict("order", order.order_id, expected_version, order.version)
+    return InvalidTransition(order.order_id, order.status, target)
+
+
+def _move(
+    *,
+    target: str,
+    actor: str,
+    order_pk: int | None = None,
+    order_id: UUID | None = None,
+    expected_status: str | None = None,
+    expected_version: int | None = None,
+    reason: str = "",
+    lock_timeout: str = "0",
+    tracking_number: str = "",
+    defer_next: bool = False,
+) -> _Moved | None:
+    """The transition and its stock effect, inside the caller's transaction."""
+    moved = _transition_row(
+        defer_next=defer_next,
+        tracking_number=tracking_number,
+        target=target,
+        order_pk=order_pk,
+        order_id=order_id,
+        expected_status=expected_status,
+        expected_version=expected_version,
+        reason=reason,
+        lock_timeout=lock_timeout,
+    )
+    if moved is not None and target in STOCK_TARGETS:
+        _stock_effect(
+            order_pk=moved.order_pk, lines=moved.lines, target=target, actor=actor, reason=reason
+        )
+    return moved
 
 
 @transaction.atomic
@@ -57,57 +254,231 @@ def order_transition(
     order_pk: int | None = None,
     order_id: UUID | None = None,
     expected_version: int | None = None,
+    expected_status: str | None = None,
     reason: str = "",
     tracking_number: str = "",
 ) -> Order:
-    """Move one order to ``target`` under its row lock, with the stock effect of the move.
+    """Move one order to ``target`` with the stock effect of the move; every status change goes
+    through here (or through :func:`order_advance`, which uses the same core).
 
-    Locks the order row first, then (through the inventory service) its stock rows in primary-key
-    order, so order-then-stock is the lock order everywhere. Raises InvalidTransition for an
-    illegal move and VersionConflict when ``expected_version`` does not match; nothing is written
-    then.
+    One conditional UPDATE locks the order row and moves it only if the move is legal (and the
+    order is in ``expected_status`` / at ``expected_version``); then the inventory service locks
+    the stock rows in primary-key order: order-then-stock is the lock order everywhere. Raises
+    NotFound, VersionConflict or InvalidTransition when nothing qualified; nothing is written then.
     """
-    order = _lock_order(order_pk=order_pk, order_id=order_id)
-    if expected_version is not None and order.version != expected_version:
-        raise VersionConflict("order", order.order_id, expected_version, order.version)
-    if target not in ALLOWED.get(order.status, frozenset()):
-        raise InvalidTransition(order.order_id, order.status, target)
-
-    lines = list(order.lines.values_list("product_id", "quantity"))
-    if target in (Status.CANCELLED, Status.FAILED):
-        inventory.stock_release(
-            lines=lines, order_id=order.pk, actor=actor, reason=reason or target
+    moved = _move(
+        target=target,
+        actor=actor,
+        order_pk=order_pk,
+        order_id=order_id,
+        expected_status=expected_status,
+        expected_version=expected_version,
+        reason=reason,
+        tracking_number=tracking_number,
+    )
+    if moved is None:
+        raise _explain_refusal(
+            target=target, order_pk=order_pk, order_id=order_id, expected_version=expected_version
         )
-    elif target == Status.SHIPPED:
-        inventory.stock_ship(lines=lines, order_id=order.pk, actor=actor)
+    return Order.objects.get(pk=moved.order_pk)
 
+
+# ----- simulation: delays and failures ---------------------------------------------------------
+
+
+def _rng(order_pk: int, stage: str, what: str) -> random.Random | None:
+    seed = settings.PIPELINE_RANDOM_SEED
+    return None if seed is None else random.Random(f"{seed}:{order_pk}:{stage}:{what}")
+
+
+def stage_delay(*, order_pk: int, stage: str) -> float:
+    """Seconds to wait before the job that moves ``order_pk`` into ``stage`` runs."""
+    low, high = settings.PIPELINE_DELAYS[stage]
+    if high <= 0:
+        return 0.0
+    rng = _rng(order_pk, stage, "delay")
+    return (rng or random).uniform(low, high)
+
+
+def stage_fails(*, order_pk: int, stage: str) -> bool:
+    """Whether the simulated ``stage`` fails for this order (deterministic under a seed)."""
+    rate = float(settings.PIPELINE_FAILURE_RATES.get(stage, 0.0))
+    if rate <= 0:
+        return False
+    rng = _rng(order_pk, stage, "failure")
+    return (rng or random).random() < rate
+
+
+# ----- deferring stage jobs through Django's connection ------------------------------------------
+
+
+@cache
+def _job_manager() -> JobManager:
+    """Procrastinate's job manager on Django's connection (the current transaction).
+
+    ``manage.py procrastinate worker`` swaps the app's connector for its own psycopg pool, so
+    ``advance_order.defer()`` inside a running job would commit on another connection, outside
+    the stage's transaction. This manager always writes through ``django.db.connection``.
+    """
+    return JobManager(connector=DjangoConnector())
+
+
+def defer_stage_jobs(specs: Sequence[tuple[int, str]], *, delayed: bool = True) -> list[int]:
+    """Defer the stage job for each ``(order_pk, expected_status)`` in the caller's transaction,
+    each scheduled after the simulated delay of the stage it leads to (``delayed``) or at once.
+    One statement for all."""
+    if not specs:
+        return []
+    from fulfillment.tasks import advance_order
+
+    template = advance_order.configure().job
     now = timezone.now()
-    order.status = target
-    order.status_changed_at = now
-    order.version += 1
-    setattr(order, TIMESTAMP_FIELD[target], now)
-    fields = ["status", "status_changed_at", "version", TIMESTAMP_FIELD[target]]
-    if target == Status.FAILED:
-        order.failure_reason = reason[:255]
-        fields.append("failure_reason")
-    if tracking_number:
-        order.tracking_number = tracking_number
-        fields.append("tracking_number")
-    order.save(update_fields=fields)
-    return order
+    jobs = []
+    for order_pk, expected_status in specs:
+        delay = stage_delay(order_pk=order_pk, stage=NEXT_STAGE[expected_status]) if delayed else 0
+        jobs.append(
+            template.evolve(
+                task_kwargs={"order_pk": order_pk, "expected_status": expected_status},
+                scheduled_at=now + timedelta(seconds=delay) if delay > 0 else None,
+            )
+        )
+    return [job.id for job in _job_manager().batch_defer_jobs(jobs) if job.id is not None]
 
 
 def enqueue_first_stage(*, order_pks: Sequence[int]) -> None:
     """Defer the first stage job of new orders, inside the caller's transaction.
 
-    The web process's Procrastinate app uses Django's connection, so the jobs commit or roll back
-    with the orders. One ``batch_defer`` for any number of orders.
+    The jobs go through Django's connection, so they commit or roll back with the orders. One
+    statement for any number of orders.
     """
-    from fulfillment.tasks import advance_order
+    defer_stage_jobs([(pk, Status.PENDING) for pk in order_pks])
 
-    if not order_pks:
-        return
-    jobs: list[JSONDict] = [
-        {"order_pk": pk, "expected_status": Status.PENDING.value} for pk in order_pks
-    ]
-    advance_order.batch_defer(*jobs)
+
+# ----- the stage job -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    order_pk: int
+    expected_status: str
+    action: str  # "advanced" | "failed" | "skipped"
+    status: str | None
+    next_job_id: int | None = None
+
+
+def order_advance(*, order_pk: int, expected_status: str, actor: str) -> StageOutcome:
+    """Run one stage of one order: the body of the ``advance_order`` job.
+
+    One transaction. The transition statement of :func:`_transition_row` locks the order row
+    (waiting at most ``PIPELINE_LOCK_TIMEOUT_MS``, so a stuck lock becomes a retryable error
+    rather than a blocked worker), moves it only if it is still in ``expected_status`` (so
+    re-running a job changes nothing: "skipped") and defers the next stage job. Stages without
+    a stock effect are that one statement (its own transaction); shipping adds the inventory
+    service's stock change inside an explicit transaction. A simulated failure moves the order
+    to ``failed`` and releases its reservation instead.
+    """
+    target = NEXT_STAGE.get(expected_status)
+    if target is None:
+        return StageOutcome(order_pk, expected_status, "skipped", None)
+    fails = Status.FAILED in ALLOWED[expected_status] and stage_fails(
+        order_pk=order_pk, stage=target
+    )
+    final = Status.FAILED if fails else target
+    with transaction.atomic() if final in STOCK_TARGETS else nullcontext():
+        moved = _move(
+            target=final,
+            actor=actor,
+            order_pk=order_pk,
+            expected_status=expected_status,
+            reason=f"simulated failure in stage {target}" if fails else "",
+            lock_timeout=_lock_timeout(),
+            defer_next=not fails,
+        )
+    if moved is None:
+        status = Order.objects.filter(pk=order_pk).values_list("status", flat=True).first()
+        return StageOutcome(order_pk, expected_status, "skipped", status)
+    if fails:
+        return StageOutcome(order_pk, expected_status, "failed", Status.FAILED)
+    return StageOutcome(order_pk, expected_status, "advanced", target, moved.next_job_id)
+
+
+def _lock_timeout() -> str:
+    return f"{int(settings.PIPELINE_LOCK_TIMEOUT_MS)}ms"
+
+
+def order_fail_after_retries(
+    *, order_pk: int, expected_status: str, actor: str, error: str
+) -> StageOutcome:
+    """A stage job exhausted its retries: fail the order (releasing its reservation) if it is
+    still where the job found it. Waits for the order lock normally (no lock timeout)."""
+    reason = f"stage job failed after {settings.PIPELINE_MAX_RETRIES} retries: {error}"
+    try:
+        order = order_transition(
+            order_pk=order_pk,
+            target=Status.FAILED,
+            actor=actor,
+            expected_status=expected_status,
+            reason=reason,
+        )
+    except (InvalidTransition, NotFound):
+        return StageOutcome(order_pk, expected_status, "skipped", None)
+    return StageOutcome(order_pk, expected_status, "failed", order.status)
+
+
+# ----- stale orders --------------------------------------------------------------------------
+
+
+@dataclass
+class StaleHealResult:
+    checked: int = 0
+    redeferred: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped_live_job: list[str] = field(default_factory=list)
+
+
+def stale_orders_heal(*, actor: str, limit: int = 1000) -> StaleHealResult:
+    """Heal orders stuck in a non-terminal status (``fulfillment.stale``).
+
+    For each stale order, in its own short transaction under the order row lock (``SKIP LOCKED``:
+    an order a stage job is working on is not stuck): if it is still stale and no live
+    (``todo``/``doing``) stage job exists for it, re-defer its stage job and count the recovery;
+    once ``recovery_count`` reached ``STALE_MAX_RECOVERIES``, fail it and release its stock.
+    """
+    from fulfillment.stale import live_stage_job_order_pks, stale_q
+
+    result = StaleHealResult()
+    candidates = list(
+        Order.objects.filter(stale_q())
+        .order_by("status_changed_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    result.checked = len(candidates)
+    for pk in candidates:
+        with transaction.atomic():
+            order = (
+                Order.objects.select_for_update(of=("self",), skip_locked=True)
+                .filter(stale_q(), pk=pk)
+                .first()
+            )
+            if order is None:
+                continue
+            if live_stage_job_order_pks([pk]):
+                result.skipped_live_job.append(str(order.order_id))
+                continue
+            if order.recovery_count >= settings.STALE_MAX_RECOVERIES:
+                _move(
+                    target=Status.FAILED,
+                    actor=actor,
+                    order_pk=pk,
+                    expected_status=order.status,
+                    reason=f"stale in {order.status}: no progress after "
+                    f"{order.recovery_count} recoveries",
+                )
+                result.failed.append(str(order.order_id))
+                continue
+            order.recovery_count += 1
+            order.version += 1
+            order.save(update_fields=["recovery_count", "version"])
+            defer_stage_jobs([(pk, order.status)], delayed=False)
+            result.redeferred.append(str(order.order_id))
+    return result

@@ -21,7 +21,7 @@ DEAD_REDIS = {
 }
 
 
-def test_health_is_200_when_everything_is_up(client):
+def test_health_is_200_when_everything_is_up(client, live_worker):
     response = client.get("/health/")
 
     assert response.status_code == 200, response.content
@@ -32,7 +32,7 @@ def test_health_is_200_when_everything_is_up(client):
     assert body["checks"]["migrations"] == {"ok": True, "unapplied": 0}
 
 
-def test_health_names_redis_when_it_is_unreachable_and_api_still_answers(client):
+def test_health_names_redis_when_it_is_unreachable_and_api_still_answers(client, live_worker):
     make_product(sku="STILL-SERVED")
     with override_settings(CACHES=DEAD_REDIS):
         cache.close()

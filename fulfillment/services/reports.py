@@ -1,0 +1,139 @@
+"""Scheduled bookkeeping: the daily report, the reconciliation record, the weekly clean-up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pghistory.models
+from django.apps import apps
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.utils import timezone
+from procrastinate import sql
+
+from fulfillment.models import DailyReport, Order, ReconciliationRun
+
+logger = logging.getLogger("fulfillment.reports")
+Status = Order.Status
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    tz = timezone.get_default_timezone()
+    start = datetime.combine(day, time.min, tzinfo=tz)
+    return start, start + timedelta(days=1)
+
+
+def _avg_seconds(qs: Any, end: str, start: str) -> float | None:
+    value = qs.filter(**{f"{end}__isnull": False}).aggregate(
+        v=Avg(ExpressionWrapper(F(end) - F(start), output_field=DurationField()))
+    )["v"]
+    return None if value is None else round(value.total_seconds(), 3)
+
+
+@transaction.atomic
+def daily_report_build(*, day: date) -> DailyReport:
+    """Build (or rebuild) the report of the orders created on ``day`` (settings.TIME_ZONE).
+
+    Counts by current status, revenue (total of the orders not cancelled or failed) and the
+    average time from intake to processing, to shipping and to delivery. Idempotent: one row per
+    day, replaced on re-run (``update_or_create`` under the unique ``date``).
+    """
+    start, end = _day_bounds(day)
+    orders = Order.objects.filter(created_at__gte=start, created_at__lt=end)
+    counts = {s: 0 for s in Status.values}
+    for row in orders.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    revenue = orders.filter(~Q(status__in=[Status.CANCELLED, Status.FAILED])).aggregate(
+        v=Sum("total_amount")
+    )["v"] or Decimal("0")
+    report, _ = DailyReport.objects.update_or_create(
+        date=day,
+        defaults={
+            "orders_created": sum(counts.values()),
+            "counts_by_status": counts,
+            "revenue": revenue,
+            "avg_seconds_to_processing": _avg_seconds(orders, "processing_at", "created_at"),
+            "avg_seconds_to_shipped": _avg_seconds(orders, "shipped_at", "created_at"),
+            "avg_seconds_to_delivered": _avg_seconds(orders, "delivered_at", "created_at"),
+        },
+    )
+    return report
+
+
+def reconciliation_run() -> ReconciliationRun:
+    """Run the inventory reconciliation and record its result (shown by /health/).
+
+    Drift is logged as a warning; the run itself never changes stock.
+    """
+    from fulfillment.services.reconciliation import inventory_reconcile
+
+    result = inventory_reconcile()
+    drifts = [_plain(d) for d in (getattr(result, "drifts", None) or [])]
+    run = ReconciliationRun.objects.create(
+        ok=bool(result.ok),
+        products_checked=int(result.products_checked),
+        drift_count=len(drifts),
+        drifts=drifts[:500],
+        duration_ms=float(result.duration_ms),
+    )
+    if not run.ok:
+        logger.warning("inventory reconciliation found %d drift(s): %s", len(drifts), drifts[:20])
+    return run
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe copy of a drift record (dataclass, dict or object)."""
+    import dataclasses
+    import json
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    elif not isinstance(value, dict | list | str | int | float | bool) and value is not None:
+        value = getattr(value, "__dict__", str(value))
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    audit_events_deleted: int
+    contexts_deleted: int
+    jobs_deleted: int
+
+
+def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
+    """Delete audit events older than ``AUDIT_RETENTION_DAYS`` and finished Procrastinate jobs
+    (succeeded, failed, cancelled, aborted) older than ``JOB_RETENTION_HOURS``.
+
+    Live jobs (todo, doing) are never touched. Each table is one DELETE statement.
+    """
+    from fulfillment.services.pipeline import _job_manager
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
+    events = 0
+    with transaction.atomic():
+        for model in apps.get_models():
+            if issubclass(model, pghistory.models.Event) and not model._meta.proxy:
+                events += model.objects.filter(pgh_created_at__lt=cutoff).delete()[0]
+        contexts = pghistory.models.Context.objects.filter(updated_at__lt=cutoff).delete()[0]
+    jobs_before = _count_finished_jobs()
+    _job_manager().connector.get_sync_connector().execute_query(
+        query=sql.queries["delete_old_jobs"],
+        nb_hours=settings.JOB_RETENTION_HOURS,
+        queue=None,
+        statuses=["succeeded", "failed", "cancelled", "aborted"],
+    )
+    return CleanupResult(events, contexts, jobs_before - _count_finished_jobs())
+
+
+def _count_finished_jobs() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM procrastinate_jobs WHERE status NOT IN ('todo', 'doing')")
+        return int(cur.fetchone()[0])

@@ -1,0 +1,435 @@
+"""Pipeline benchmark: real ``manage.py procrastinate worker`` processes on a scratch database.
+
+Scenario functions return dicts of figures; each is bounded in time and measures its reference
+(a no-op Procrastinate job) in the same run:
+
+- :func:`noop_job_rate`: jobs/s of a job that does nothing (the queue's own ceiling).
+- :func:`pipeline_rate`: orders/s taken from ``pending`` to ``delivered`` with zero delays.
+- :func:`zero_delay_throughput`: both, for one worker at several concurrencies and for two
+  worker processes, with the ratio pipeline orders/s : no-op jobs/s.
+- :func:`default_delays`: orders arrive at a steady rate with the default simulated delays
+  (processing 2-5 s, shipping 3-8 s, delivery 1-2 s); reports orders completed per minute,
+  orders in flight, and the p50/p99 lag between a stage job's scheduled time and its start.
+
+Run: ``.venv/bin/python -m loadtests.bench_pipeline`` (starts the embedded servers when
+DATABASE_URL is not set; uses its own database ``bench_pipeline``, dropped and re-created).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "bench_pipeline"
+_ready = False
+
+
+# ----- set-up -----------------------------------------------------------------------------------
+
+
+def setup(db_name: str = BENCH_DB) -> dict[str, str]:
+    """Point Django at a fresh scratch database on the configured (or embedded) server."""
+    global _ready
+    if _ready:
+        return {"DATABASE_URL": os.environ["DATABASE_URL"]}
+    sys.path.insert(0, str(ROOT))
+    from config.devstack import external_or_embedded_env
+
+    env, _stack = external_or_embedded_env()
+    base = urlsplit(env["DATABASE_URL"])
+    import psycopg
+
+    admin_url = urlunsplit(base._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    os.environ["DATABASE_URL"] = urlunsplit(base._replace(path=f"/{db_name}"))
+    os.environ["REDIS_URL"] = env["REDIS_URL"]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    _ready = True
+    return {"DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]}
+
+
+def _sql(query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def _reset() -> None:
+    _sql(
+        "TRUNCATE procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, "
+        "procrastinate_workers, fulfillment_stockmovement, fulfillment_orderline, "
+        "fulfillment_order, fulfillment_stocklevel, fulfillment_product CASCADE"
+    )
+    _sql("VACUUM ANALYZE")
+
+
+ZERO_DELAYS = {
+    "PIPELINE_DELAY_PROCESSING": "0",
+    "PIPELINE_DELAY_SHIPPING": "0",
+    "PIPELINE_DELAY_DELIVERY": "0",
+    "PIPELINE_FAILURE_RATE_PROCESSING": "0",
+    "PIPELINE_FAILURE_RATE_SHIPPING": "0",
+}
+
+
+@contextmanager
+def workers(
+    *,
+    processes: int = 1,
+    concurrency: int = 8,
+    env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``processes`` worker processes started with the system's WORKER_COMMAND; yields once they
+    have registered (so start-up time is not measured); stops them on exit."""
+    from config.launcher import WORKER_COMMAND
+
+    cmd = [sys.executable, *WORKER_COMMAND[1:], f"--concurrency={concurrency}", *extra_args]
+    full_env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        # Schedules stay out of the measurement.
+        "STALE_CHECK_CRON": "0 0 1 1 *",
+        "STALLED_JOBS_CRON": "0 0 1 1 *",
+        "RECONCILIATION_CRON": "0 0 1 1 *",
+        **(env or {}),
+    }
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, env=full_env, stderr=subprocess.DEVNULL)
+        for _ in range(processes)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while _sql("SELECT count(*) FROM procrastinate_workers")[0][0] < processes:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError("workers did not start")
+            time.sleep(0.05)
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _wait_for(query: str, target: int, timeout: float) -> float:
+    """Poll until ``query`` returns ``target``; the elapsed seconds (raises on timeout)."""
+    started = time.perf_counter()
+    while _sql(query)[0][0] < target:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{query!r} did not reach {target} within {timeout} s")
+        time.sleep(0.02)
+    return time.perf_counter() - started
+
+
+# ----- scenarios ------------------------------------------------------------------------------
+
+
+def noop_job_rate(
+    *, jobs: int = 3000, processes: int = 1, concurrency: int = 8, timeout: float = 120
+) -> dict[str, Any]:
+    """No-op jobs per second, queued at once and drained by the workers."""
+    setup()
+    _reset()
+    from django.db import transaction
+
+    from fulfillment.services.pipeline import _job_manager
+    from fulfillment.tasks import noop
+
+    with workers(processes=processes, concurrency=concurrency):
+        template = noop.configure().job
+        with transaction.atomic():
+            _job_manager().batch_defer_jobs([template] * jobs)
+        elapsed = _wait_for(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'", jobs, timeout
+        )
+    return {
+        "jobs": jobs,
+        "processes": processes,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "jobs_per_s": round(jobs / elapsed, 1),
+    }
+
+
+def _make_products(n: int = 50, stock: int = 1_000_000) -> list[tuple[int, str]]:
+    from decimal import Decimal
+
+    from fulfillment.services.products import product_create
+
+    products = []
+    for i in range(n):
+        p = product_create(
+            sku=f"BENCH-{i:04d}",
+            name=f"Bench product {i}",
+            price=Decimal("9.99"),
+            initial_stock=stock,
+            low_stock_threshold=1,
+            is_active=True,
+            actor="bench",
+        )
+        products.append((p.pk, str(p.price)))
+    return products
+
+
+def _create_orders(products: list[tuple[int, str]], count: int, rng: random.Random) -> None:
+    """``count`` pending orders (1-3 lines each) the way intake makes them, in ONE transaction:
+    reserve stock per order through the inventory service, then defer the first stage jobs."""
+    from decimal import Decimal
+
+    from django.db import transaction
+
+    from fulfillment.models import Order, OrderLine
+    from fulfillment.services.inventory import stock_reserve
+    from fulfillment.services.pipeline import enqueue_first_stage
+
+    with transaction.atomic():
+        orders = Order.objects.bulk_create(
+            [Order(customer_name="Bench", customer_email="bench@example.com") for _ in range(count)]
+        )
+        lines = []
+        for order in orders:
+            for pid, price in rng.sample(products, rng.randint(1, 3)):
+                lines.append(
+                    OrderLine(
+                        order=order, product_id=pid, quantity=rng.randint(1, 3), unit_price=price
+                    )
+                )
+        OrderLine.objects.bulk_create(lines)
+        by_order: dict[int, list[tuple[int, int]]] = {}
+        for line in lines:
+            by_order.setdefault(line.order_id, []).append((line.product_id, line.quantity))
+        # Lock every stock row of the batch once, in primary-key order (as a set-based bulk
+        # intake does), so the per-order reservations below cannot deadlock with the worker.
+        _sql(
+            "SELECT id FROM fulfillment_stocklevel WHERE product_id = ANY(%s) ORDER BY id "
+            "FOR UPDATE",
+            [sorted({line.product_id for line in lines})],
+        )
+        for order_pk, order_lines in by_order.items():
+            stock_reserve(lines=sorted(order_lines), order_id=order_pk, actor="bench")
+        Order.objects.filter(pk__in=[o.pk for o in orders]).update(total_amount=Decimal("1"))
+        enqueue_first_stage(order_pks=[o.pk for o in orders])
+
+
+def pipeline_rate(
+    *, orders: int = 1000, processes: int = 1, concurrency: int = 8, timeout: float = 180
+) -> dict[str, Any]:
+    """Orders per second from pending to delivered with zero delays and no failures."""
+    setup()
+    _reset()
+    products = _make_products()
+    with workers(processes=processes, concurrency=concurrency, env=ZERO_DELAYS):
+        _create_orders(products, orders, random.Random(1))
+        elapsed = _wait_for(
+            "SELECT count(*) FROM fulfillment_order WHERE status = 'delivered'", orders, timeout
+        )
+    ships = _sql("SELECT count(*) FROM fulfillment_stockmovement WHERE kind = 'ship'")[0][0]
+    return {
+        "orders": orders,
+        "processes": processes,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "orders_per_s": round(orders / elapsed, 1),
+        "stage_jobs_per_s": round(3 * orders / elapsed, 1),
+        "ship_rows": ships,
+    }
+
+
+def zero_delay_throughput(
+    *, concurrencies: tuple[int, ...] = (4, 8, 16), orders: int = 1000, noop_jobs: int = 3000
+) -> dict[str, Any]:
+    """Pipeline orders/s next to no-op jobs/s, one worker (best concurrency) and two workers."""
+    one = [pipeline_rate(orders=orders, concurrency=c) for c in concurrencies]
+    best = max(one, key=lambda r: r["orders_per_s"])
+    noop_one = [noop_job_rate(jobs=noop_jobs, concurrency=c) for c in concurrencies]
+    noop_best = max(noop_one, key=lambda r: r["jobs_per_s"])
+    two = pipeline_rate(orders=orders, processes=2, concurrency=best["concurrency"])
+    noop_two = noop_job_rate(jobs=noop_jobs, processes=2, concurrency=noop_best["concurrency"])
+    return {
+        "pipeline_one_worker": one,
+        "noop_one_worker": noop_one,
+        "pipeline_best": best,
+        "noop_best": noop_best,
+        "pipeline_two_workers": two,
+        "noop_two_workers": noop_two,
+        "ratio_one_worker": round(best["orders_per_s"] / noop_best["jobs_per_s"], 3),
+        "ratio_two_workers": round(two["orders_per_s"] / noop_two["jobs_per_s"], 3),
+    }
+
+
+def default_delays(
+    *,
+    arrival_per_s: float = 100.0,
+    seconds: float = 60.0,
+    warmup: float = 15.0,
+    concurrency: int = 8,
+    extra_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Steady arrivals with the default delays and failure rates, one worker.
+
+    Orders arrive in batches every 0.5 s for ``seconds``; after ``warmup`` the driver samples
+    the orders in flight (non-terminal) each second and counts completions (delivered or
+    failed). The lag of each stage job is its start minus its scheduled time.
+    """
+    setup()
+    _reset()
+    products = _make_products()
+    rng = random.Random(2)
+    in_flight: list[int] = []
+    with workers(concurrency=concurrency, extra_args=extra_args):
+        started = time.perf_counter()
+        next_batch = started
+        next_sample = started + warmup
+        terminal_at_warmup = None
+        sent = 0.0
+        while (now := time.perf_counter()) - started < seconds:
+            if now >= next_batch:
+                due = arrival_per_s * (now - started) - sent
+                # One short transaction per order, as ``POST /orders/`` does.
+                for _ in range(int(due)):
+                    _create_orders(products, 1, rng)
+                sent += max(int(due), 0)
+                next_batch += 0.5
+            if now >= next_sample:
+                flying, terminal = _sql(
+                    "SELECT count(*) FILTER (WHERE status IN ('pending','processing','shipped')),"
+                    " count(*) FILTER (WHERE status IN ('delivered','failed','cancelled'))"
+                    " FROM fulfillment_order"
+                )[0]
+                if terminal_at_warmup is None:
+                    terminal_at_warmup = (terminal, now)
+                in_flight.append(flying)
+                next_sample += 1.0
+            time.sleep(max(0.0, min(next_batch, next_sample) - time.perf_counter()))
+        terminal_end = _sql(
+            "SELECT count(*) FROM fulfillment_order WHERE status IN "
+            "('delivered','failed','cancelled')"
+        )[0][0]
+        window = time.perf_counter() - terminal_at_warmup[1] if terminal_at_warmup else 0.0
+    lags = [
+        float(r[0])
+        for r in _sql(
+            """
+            SELECT EXTRACT(EPOCH FROM s.at - COALESCE(j.scheduled_at, d.at))
+            FROM procrastinate_jobs j
+            JOIN procrastinate_events s ON s.job_id = j.id AND s.type = 'started'
+            JOIN procrastinate_events d ON d.job_id = j.id AND d.type = 'deferred'
+            WHERE j.task_name = 'fulfillment.advance_order'
+            """
+        )
+    ]
+    lags.sort()
+    pct = lambda q: round(lags[min(len(lags) - 1, int(q * len(lags)))], 3) if lags else None  # noqa: E731
+    completed = terminal_end - (terminal_at_warmup[0] if terminal_at_warmup else 0)
+    counts = dict(_sql("SELECT status, count(*) FROM fulfillment_order GROUP BY 1"))
+    return {
+        "arrival_per_s": arrival_per_s,
+        "seconds": seconds,
+        "concurrency": concurrency,
+        "orders_created": int(sent),
+        "arrived_per_s": round(sent / seconds, 1),
+        "completed_per_min": round(completed * 60 / window, 1) if window else None,
+        "in_flight_avg": round(sum(in_flight) / len(in_flight)) if in_flight else 0,
+        "in_flight_max": max(in_flight, default=0),
+        "stage_jobs_started": len(lags),
+        "lag_p50_s": pct(0.50),
+        "lag_p99_s": pct(0.99),
+        "lag_max_s": round(lags[-1], 3) if lags else None,
+        "status_counts": counts,
+    }
+
+
+def default_delays_sweep(
+    *, rates: tuple[float, ...] = (25, 50, 75, 100), seconds: float = 45.0, concurrency: int = 8
+) -> dict[str, Any]:
+    """:func:`default_delays` at rising arrival rates until the p99 stage start lag exceeds 1 s;
+    the best run is the highest rate that kept p99 within 1 s."""
+    runs = []
+    for rate in rates:
+        run = default_delays(arrival_per_s=rate, seconds=seconds, concurrency=concurrency)
+        runs.append(run)
+        if run["lag_p99_s"] is None or run["lag_p99_s"] > 1.0:
+            break
+    ok = [r for r in runs if r["lag_p99_s"] is not None and r["lag_p99_s"] <= 1.0]
+    return {"runs": runs, "best": ok[-1] if ok else None}
+
+
+# ----- report ---------------------------------------------------------------------------------
+
+
+def markdown(zero: dict[str, Any] | None, delays: dict[str, Any] | None) -> str:
+    rows = ["| scenario | figure | reference | ratio |", "| --- | --- | --- | --- |"]
+    if zero:
+        b, n = zero["pipeline_best"], zero["noop_best"]
+        rows.append(
+            f"| zero delays, 1 worker (concurrency {b['concurrency']}) | "
+            f"{b['orders_per_s']} orders/s | no-op {n['jobs_per_s']} jobs/s "
+            f"(concurrency {n['concurrency']}) | {zero['ratio_one_worker']} |"
+        )
+        t, m = zero["pipeline_two_workers"], zero["noop_two_workers"]
+        rows.append(
+            f"| zero delays, 2 worker processes | {t['orders_per_s']} orders/s | "
+            f"no-op {m['jobs_per_s']} jobs/s | {zero['ratio_two_workers']} |"
+        )
+    for run in (delays or {}).get("runs", []):
+        rows.append(
+            f"| default delays, 1 worker, {run['arrived_per_s']:g} orders/s arriving | "
+            f"{run['completed_per_min']} completed/min, {run['in_flight_avg']} in flight "
+            f"(max {run['in_flight_max']}) | stage start lag p50 {run['lag_p50_s']} s, "
+            f"p99 {run['lag_p99_s']} s | |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["zero", "delays"], default=None)
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[25, 50, 75, 100], help="orders/s arriving"
+    )
+    parser.add_argument("--seconds", type=float, default=45.0)
+    args = parser.parse_args(argv)
+    setup()
+    zero = delays = None
+    if args.only in (None, "zero"):
+        zero = zero_delay_throughput(concurrencies=tuple(args.concurrency), orders=args.orders)
+        print(zero, file=sys.stderr)
+    if args.only in (None, "delays"):
+        delays = default_delays_sweep(rates=tuple(args.rates), seconds=args.seconds)
+        print(delays, file=sys.stderr)
+    print(markdown(zero, delays))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Helpers for tests that run a real Procrastinate worker against the test database."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connection, connections
+from procrastinate.contrib.django import app
+
+
+def due_job_count(queues: Iterable[str] = ("pipeline",)) -> int:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' "
+            "AND queue_name = ANY(%s) AND (scheduled_at IS NULL OR scheduled_at <= now())",
+            [list(queues)],
+        )
+        return int(cur.fetchone()[0])
+
+
+def _close_thread_connections(call_next: Any, context: Any, worker: Any) -> Any:
+    """Close the worker thread's connections after each job, so none outlives the test."""
+    try:
+        return call_next()
+    finally:
+        connections.close_all()
+
+
+def run_worker_until_idle(
+    *, queues: Iterable[str] = ("pipeline",), concurrency: int = 1, timeout: float = 30.0
+) -> None:
+    """Run a worker the way ``manage.py procrastinate worker`` does (the app's Django connector
+    replaced by a psycopg connector) until no due job is left in ``queues``."""
+    deadline = time.monotonic() + timeout
+    with app.replace_connector(app.connector.get_worker_connector()):
+        while due_job_count(queues):
+            assert time.monotonic() < deadline, "worker did not drain the queue in time"
+            app.run_worker(
+                queues=list(queues),
+                wait=False,
+                concurrency=concurrency,
+                install_signal_handlers=False,
+                listen_notify=False,
+                task_middleware=[_close_thread_connections],
+            )
+
+
+def jobs(task_name: str = "fulfillment.advance_order") -> list[dict]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id, status::text, args, attempts FROM procrastinate_jobs "
+            "WHERE task_name = %s ORDER BY id",
+            [task_name],
+        )
+        return [
+            {
+                "id": r[0],
+                "status": r[1],
+                "args": json.loads(r[2]) if isinstance(r[2], str) else r[2],
+                "attempts": r[3],
+            }
+            for r in cur.fetchall()
+        ]
