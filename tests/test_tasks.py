@@ -11,7 +11,7 @@ from django.utils import timezone
 from procrastinate.contrib.django import app
 
 from fulfillment import tasks
-from fulfillment.models import DailyReport, Order
+from fulfillment.models import DailyReport, Order, ReconciliationRun
 from fulfillment.services import pipeline
 from fulfillment.services.reports import daily_report_build
 from tests.factories import make_order, make_product
@@ -133,3 +133,30 @@ def test_jobs_of_a_worker_that_stopped_heartbeating_are_retried(settings):
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM procrastinate_workers WHERE id = %s", [dead])
         assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("empty_queue")
+def test_hourly_reconciliation_records_its_result_and_drift_for_health(client, live_worker):
+    # given: consistent stock, then a change that bypassed the ledger
+    product = make_product(stock=5)
+    make_order(lines=[(product, 2)])
+    tasks.inventory_reconciliation.defer(timestamp=0)
+    run_worker_until_idle(queues=("maintenance",))
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE fulfillment_stocklevel SET on_hand = on_hand + 1 WHERE product_id = %s",
+            [product.pk],
+        )
+
+    # when
+    tasks.inventory_reconciliation.defer(timestamp=1)
+    run_worker_until_idle(queues=("maintenance",))
+
+    # then
+    first, second = ReconciliationRun.objects.order_by("id")
+    assert (first.ok, first.products_checked, first.drift_count) == (True, 1, 0)
+    assert (second.ok, second.drift_count) == (False, 1)
+    assert second.drifts[0]["product_id"] == product.pk
+    last = client.get("/health/").json()["checks"]["reconciliation"]["last_run"]
+    assert (last["consistent"], last["drifts"]) == (False, 1)

@@ -14,6 +14,7 @@ from procrastinate.contrib.django import app
 from fulfillment.errors import InvalidTransition
 from fulfillment.models import Order, StockLevel, StockMovement
 from fulfillment.services import pipeline
+from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_order, make_product
 from tests.pipeline_support import jobs, run_worker_until_idle
 
@@ -54,6 +55,7 @@ def test_order_reaches_delivered_through_a_real_worker():
     level = StockLevel.objects.get(product=product)
     assert (level.on_hand, level.reserved) == (7, 0)
     assert_ledger_matches_stock()
+    assert inventory_reconcile().ok
     assert [j["status"] for j in jobs()] == ["succeeded"] * 3
 
 
