@@ -202,11 +202,9 @@ def _explain_refusal(
     *, target: str, order_pk: int | None, order_id: UUID | None, expected_version: int | None
 ) -> FulfillmentError:
     """Why :func:`_transition_row` changed nothing (runs only on that path)."""
-    order = (
-        Order.objects.filter(pk=order_pk)
-        if order_pk is not None
-        else Order.objects.filter(order_id=order_id)
-    ).first()
+    qs = Order.objects.all()
+    qs = qs.filter(pk=order_pk) if order_pk is not None else qs.filter(order_id=str(order_id))
+    order = qs.first()
     if order is None:
         return NotFound("order", order_id if order_id is not None else order_pk)
     if expected_version is not None and order.version != expected_version:
