@@ -228,3 +228,23 @@ def test_cancel_racing_stage_jobs_releases_or_ships_each_order_exactly_once():
     assert delivered + cancelled == len(orders)
     assert (level.on_hand, level.reserved) == (1000 - 2 * delivered, 0)
     assert_ledger_matches_stock()
+
+
+def test_stage_jobs_are_scheduled_after_the_simulated_delay_not_slept_through(settings):
+    # given: the default delay ranges
+    settings.PIPELINE_DELAYS = {"processing": (2, 5), "shipped": (3, 8), "delivered": (1, 2)}
+    product = make_product(stock=10)
+
+    # when
+    orders = [make_order(lines=[(product, 1)]) for _ in range(10)]
+
+    # then: each first-stage job waits 2-5 s in the queue; no worker is busy with it
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT EXTRACT(EPOCH FROM scheduled_at - now()) FROM procrastinate_jobs "
+            "WHERE task_name = 'fulfillment.advance_order'"
+        )
+        waits = [float(r[0]) for r in cur.fetchall()]
+    assert len(waits) == len(orders)
+    assert all(1.0 < w <= 5.0 for w in waits), waits
+    assert len({round(w, 2) for w in waits}) > 1
