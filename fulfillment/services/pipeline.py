@@ -448,10 +448,16 @@ def stale_orders_heal(*, actor: str, limit: int = 1000) -> StaleHealResult:
     candidates = list(
         Order.objects.filter(stale_q())
         .order_by("status_changed_at")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "order_id")[:limit]
     )
     result.checked = len(candidates)
-    for pk in candidates:
+    # One scan of the job table for all candidates; the few without a live job are checked
+    # again under their row lock (another healer may have just re-deferred one).
+    live = live_stage_job_order_pks([pk for pk, _ in candidates])
+    for pk, order_id in candidates:
+        if pk in live:
+            result.skipped_live_job.append(str(order_id))
+            continue
         with transaction.atomic():
             order = (
                 Order.objects.select_for_update(of=("self",), skip_locked=True)
