@@ -1,10 +1,13 @@
 """Order intake: single and bulk creation with atomic stock reservation, and cancellation.
 
-Lock order everywhere: order row first, then stock rows in primary-key order. Intake has no order
-row to lock yet, so it only takes stock locks, and takes them last: the order and its lines are
-inserted first, then one statement reserves every line (``inventory.stock_reserve``), then the
-first pipeline job is deferred through Django's connection, so order, reservation, ledger rows
-and job commit or roll back together.
+Single orders are one SQL statement (``_CREATE_SQL``): stock rows locked in primary-key order,
+every line reserved by one conditional UPDATE, order, lines, ledger rows and the first pipeline
+job inserted, all or nothing. Bulk intake is a fixed number of set-based statements for any
+number of orders: one locking pass over the distinct products in primary-key order, allocation
+in request order, bulk inserts, one stock UPDATE, one ledger INSERT and one ``batch_defer``.
+Both apply the same stock rules as ``services.inventory.apply_stock_changes`` (reserved may never
+exceed on_hand), written inline to save round trips on the hot path. Cancellation goes through
+``pipeline.order_transition``.
 """
 
 from __future__ import annotations
@@ -178,7 +181,8 @@ WITH items AS (
 ), j AS (
     SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
         %(job_queue)s, %(job_task)s, %(job_priority)s, %(job_lock)s, %(job_qlock)s,
-        jsonb_build_object('order_pk', o.id, 'expected_status', 'pending'), NULL
+        jsonb_build_object('order_pk', o.id, 'expected_status', 'pending'),
+        CASE WHEN %(delay)s > 0 THEN now() + make_interval(secs => %(delay)s) END
     )::procrastinate_job_to_defer_v1]) AS ids
     FROM o
 )
@@ -263,6 +267,9 @@ def order_create(
         "country": draft.shipping_country,
         "ikey": idempotency_key,
         "actor": actor,
+        # The simulated processing delay, as ``enqueue_first_stage`` schedules it (the pk is not
+        # known yet, so a seeded run keys the delay on the order's UUID instead).
+        "delay": pipeline.stage_delay(order_pk=order_uuid.int, stage=Status.PROCESSING),
         **_first_stage_job(),
     }
     try:

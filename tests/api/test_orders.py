@@ -288,3 +288,18 @@ def test_single_create_defers_the_same_job_as_enqueue_first_stage(api):
     ours, pipelines = new_jobs().order_by("id").values_list(*fields, "scheduled_at")
     assert ours[:-1] == pipelines[:-1]
     assert (ours[-1] is None) == (pipelines[-1] is None)
+
+
+def test_single_create_schedules_the_first_stage_after_the_processing_delay(api, settings):
+    """With the default 2-5 s processing delay, the first job waits like a bulk order's does."""
+    from django.utils import timezone
+
+    settings.PIPELINE_DELAYS = {**settings.PIPELINE_DELAYS, "processing": (2.0, 5.0)}
+    product = make_product(stock=10)
+    before = timezone.now()
+
+    assert api.post("orders/", body((product.pk, 1))).status_code == 201
+
+    (scheduled_at,) = new_jobs().values_list("scheduled_at", flat=True)
+    assert scheduled_at is not None
+    assert 1.9 <= (scheduled_at - before).total_seconds() <= 5.5
