@@ -3,29 +3,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 from fulfillment.models import Order, OrderLine, StockLevel, StockMovement
 from tests.conftest import assert_error
 from tests.factories import make_product
+from tests.jobs import new_jobs, remember_last_job  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db
-
-
-_job_baseline = 0
-
-
-@pytest.fixture(autouse=True)
-def _remember_last_job() -> None:
-    """Procrastinate tables outlive transactional tests' flush: count only this test's jobs."""
-    global _job_baseline
-    _job_baseline = (
-        ProcrastinateJob.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    )
-
-
-def new_jobs():
-    return ProcrastinateJob.objects.filter(id__gt=_job_baseline)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("remember_last_job")]
 
 
 def body(*items: tuple[int, int], **extra):

@@ -6,8 +6,8 @@ from django.test.utils import CaptureQueriesContext
 
 from fulfillment.errors import InsufficientStock, ProductUnavailable
 from fulfillment.models import Order, StockLevel, StockMovement
-from fulfillment.selectors.orders import stock_reconciliation
 from fulfillment.services.orders import OrderDraft, order_create
+from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +38,7 @@ def test_rejected_order_in_autocommit_undoes_the_reservations_it_made():
     assert not Order.objects.exists()
     assert StockLevel.objects.get(product=a).reserved == 0
     assert not StockMovement.objects.filter(kind="reserve").exists()
-    assert stock_reconciliation()["clean"]
+    assert inventory_reconcile().ok
 
 
 def test_unknown_product_in_autocommit_is_product_unavailable():

@@ -15,31 +15,15 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test import Client
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 from fulfillment.errors import InsufficientStock, InvalidTransition
 from fulfillment.models import Order, OrderLine, StockLevel, StockMovement
-from fulfillment.selectors.orders import stock_reconciliation
 from fulfillment.services.orders import OrderDraft, order_cancel, order_create
+from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_product
+from tests.jobs import new_jobs, remember_last_job  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-_job_baseline = 0
-
-
-@pytest.fixture(autouse=True)
-def _remember_last_job() -> None:
-    """Procrastinate tables outlive transactional tests' flush: count only this test's jobs."""
-    global _job_baseline
-    _job_baseline = (
-        ProcrastinateJob.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    )
-
-
-def new_jobs():
-    return ProcrastinateJob.objects.filter(id__gt=_job_baseline)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("remember_last_job")]
 
 
 def run_threads(n: int, target: Callable[[int], Any]) -> list[Any]:
@@ -85,7 +69,7 @@ def test_no_oversell_with_32_threads_on_one_product():
     assert (level.on_hand, level.reserved) == (500, 500)
     assert sum(OrderLine.objects.values_list("quantity", flat=True)) == 500
     assert new_jobs().count() == Order.objects.count()
-    assert stock_reconciliation()["clean"]
+    assert inventory_reconcile().ok
 
 
 def test_no_deadlock_with_random_multi_line_orders_in_random_line_order():
@@ -112,7 +96,7 @@ def test_no_deadlock_with_random_multi_line_orders_in_random_line_order():
 
     assert errors == []
     assert created > 0 and Order.objects.count() == created
-    assert stock_reconciliation()["clean"]
+    assert inventory_reconcile().ok
 
 
 def test_concurrent_idempotent_requests_create_exactly_one_order():
@@ -163,4 +147,4 @@ def test_racing_cancels_release_stock_once():
     assert outcomes == ["conflict", "ok"]
     assert StockMovement.objects.filter(kind="release").count() == 1
     assert StockLevel.objects.get(product=product).reserved == 0
-    assert stock_reconciliation()["clean"]
+    assert inventory_reconcile().ok
