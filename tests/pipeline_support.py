@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import connection, connections
-from procrastinate.contrib.django import app
+from procrastinate.contrib.django import app, procrastinate_app
+from procrastinate.periodic import PeriodicRegistry
 
 
 def due_job_count(queues: Iterable[str] = ("pipeline",)) -> int:
@@ -33,8 +34,21 @@ def run_worker_until_idle(
     *, queues: Iterable[str] = ("pipeline",), concurrency: int = 1, timeout: float = 30.0
 ) -> None:
     """Run a worker the way ``manage.py procrastinate worker`` does (the app's Django connector
-    replaced by a psycopg connector) until no due job is left in ``queues``."""
+    replaced by a psycopg connector) until no due job is left in ``queues``.
+
+    The periodic deferrer is off here (an empty registry): a test defers the periodic jobs it
+    wants itself, so whether a schedule happens to be due at the wall-clock time of the run
+    (e.g. the hourly job in the first minutes of an hour) cannot add jobs to the test."""
     deadline = time.monotonic() + timeout
+    real_app = procrastinate_app.current_app  # ``app`` is a proxy: swap on the real one
+    registry, real_app.periodic_registry = real_app.periodic_registry, PeriodicRegistry()
+    try:
+        _drain(queues, concurrency, deadline)
+    finally:
+        real_app.periodic_registry = registry
+
+
+def _drain(queues: Iterable[str], concurrency: int, deadline: float) -> None:
     with app.replace_connector(app.connector.get_worker_connector()):
         while due_job_count(queues):
             assert time.monotonic() < deadline, "worker did not drain the queue in time"
