@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -19,8 +21,13 @@ from ninja.errors import (
     Throttled,
     ValidationError,
 )
+from ninja.openapi.schema import OpenAPISchema
 
 from fulfillment import errors
+from fulfillment.auth import API_AUTH
+from fulfillment.hardening import StrictJSONError, StrictJSONParser
+from fulfillment.schemas import ErrorOut
+from fulfillment.throttling import API_THROTTLES
 
 logger = logging.getLogger("fulfillment.api")
 
@@ -43,13 +50,73 @@ CODE_BY_STATUS = {
     503: "service_unavailable",
 }
 
-api = NinjaAPI(
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+# Documented on every operation (see FulfillmentAPI.get_openapi_schema), so clients, the docs and
+# the schemathesis run know every status an operation can answer with.
+COMMON_RESPONSES = {
+    401: "Missing, invalid or revoked API key",
+    403: "The API key's role may not call this operation",
+    429: "Too many requests for this key or client; retry after `Retry-After` seconds",
+    503: "A dependency (the database) is unavailable; retry later",
+}
+BODY_RESPONSES = {
+    400: "Malformed or non-strict JSON body",
+    413: "Request body too large",
+    422: "Invalid input",
+}
+
+
+class FulfillmentAPI(NinjaAPI):
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(error_schema.pop("$defs", {}))
+        components.setdefault("ErrorOut", error_schema)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                _document_errors(operation)
+        return schema
+
+
+def _document_errors(operation: dict[str, Any]) -> None:
+    params = operation.get("parameters", [])
+    extra = dict(COMMON_RESPONSES)
+    if "requestBody" in operation:
+        extra.update(BODY_RESPONSES)
+    if params:
+        extra[422] = BODY_RESPONSES[422]
+    if any(p.get("in") == "path" for p in params):
+        extra[404] = "Not found"
+    responses = operation.setdefault("responses", {})
+    for status, description in extra.items():
+        if str(status) in responses:
+            continue
+        response = responses.setdefault(
+            status,
+            {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}},
+        )
+        if status == 429:
+            response.setdefault("headers", {})["Retry-After"] = {
+                "description": "Seconds to wait before retrying",
+                "schema": {"type": "integer"},
+            }
+
+
+api = FulfillmentAPI(
     title="Order fulfillment API",
     version="1.0.0",
     description="Products, stock, orders and their fulfillment pipeline. Errors share one shape: "
-    '`{"error": {"code", "message", "details"}}`.',
+    '`{"error": {"code", "message", "details"}}`. Every operation needs an API key '
+    "(`Authorization: Bearer <key>` or `X-API-Key: <key>`; roles viewer < operator < admin), "
+    "except reads when the server allows anonymous reads.",
     docs_url="/docs",
     urls_namespace="api",
+    auth=API_AUTH,
+    throttle=API_THROTTLES,
+    parser=StrictJSONParser(),
 )
 
 
@@ -94,12 +161,30 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     status = exc.status_code
     message = str(exc)
-    if status == 400 and "JSON" in message.upper():
+    details: dict[str, Any] = {}
+    if isinstance(exc.__cause__, StrictJSONError):
+        message = str(exc.__cause__)
+    elif status == 400 and ("JSON" in message.upper() or "parse request body" in message):
         message = "request body is not valid JSON"
-    response = error_response(request, status, CODE_BY_STATUS.get(status, "error"), message)
-    if isinstance(exc, Throttled) and exc.wait:
-        response["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, Throttled):
+        message = "too many requests, retry later"
+        if exc.wait:
+            details["retry_after"] = max(1, math.ceil(exc.wait))
+        if limit := getattr(request, "throttle_limit", None):
+            details["limit"] = limit
+    response = error_response(
+        request, status, CODE_BY_STATUS.get(status, "error"), message, details
+    )
+    if "retry_after" in details:
+        response["Retry-After"] = str(details["retry_after"])
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return error_response(request, 413, "payload_too_large", "request body is too large")
 
 
 @api.exception_handler(Http404)

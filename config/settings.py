@@ -13,6 +13,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from fulfillment import logs as _logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -40,13 +42,17 @@ INSTALLED_APPS = [
     "pghistory",
     "pghistory.admin",
     "procrastinate.contrib.django",
+    "corsheaders",
     "fulfillment",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "fulfillment.middleware.RequestContextMiddleware",
+    "fulfillment.logs.RequestLogMiddleware",
+    "fulfillment.hardening.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -197,18 +203,14 @@ NINJA_PAGINATION_PER_PAGE = PAGE_SIZE_DEFAULT
 NINJA_PAGINATION_MAX_LIMIT = PAGE_SIZE_MAX
 DEFAULT_LOW_STOCK_THRESHOLD = env.int("DEFAULT_LOW_STOCK_THRESHOLD", default=10)
 
-# --- logging -------------------------------------------------------------------------------
+# --- logging ------------------------------------------------------------------------------
+# structlog: one JSON line per request (fulfillment.logs.RequestLogMiddleware) and per job
+# (fulfillment.logs.job_log); every stdlib log record is rendered as JSON too.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "procrastinate": {"level": env.str("PROCRASTINATE_LOG_LEVEL", default="WARNING")},
-    },
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # json | console
+LOGGING = _logs.configure(level=LOG_LEVEL, fmt=LOG_FORMAT)
+LOGGING["loggers"]["procrastinate"] = {
+    "level": env.str("PROCRASTINATE_LOG_LEVEL", default="WARNING")
 }
 
 # --- orders --------------------------------------------------------------------------------
@@ -276,3 +278,63 @@ PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
     "stalled_worker_timeout": STALLED_WORKER_SECONDS,
 }
+
+
+# --- orders --------------------------------------------------------------------------------
+MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
+BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
+ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)
+
+
+# --- security and hardening ----------------------------------------------------------------
+# API keys and roles: fulfillment/auth.py (one policy table). Reads without a key are refused
+# unless ALLOW_ANONYMOUS_READS is on (make run's demo turns it on).
+ALLOW_ANONYMOUS_READS = env.bool("ALLOW_ANONYMOUS_READS", default=False)
+
+# Throttling (fulfillment/throttling.py) on the Redis cache, "<requests>/<period>" with period
+# s|min|h|day; an empty value turns a scope off. Redis down: throttling fails open.
+THROTTLE_RATES = {
+    "key": env.str("THROTTLE_RATE_KEY", default="1200/min") or None,  # per API key
+    "anon": env.str("THROTTLE_RATE_ANON", default="120/min") or None,  # per client IP, no key
+}
+# Proxies in front of the app whose X-Forwarded-For entries are trusted for the client IP
+# (0: use the socket address; X-Forwarded-For is ignored, so clients cannot spoof it).
+NINJA_NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+
+# Request bodies: DATA_UPLOAD_MAX_MEMORY_SIZE (MAX_REQUEST_BYTES, above) is enforced before the
+# body is read (fulfillment.hardening.BodySizeLimitMiddleware): 413 payload_too_large.
+
+# Security headers (SecurityMiddleware, XFrameOptionsMiddleware; on in every mode).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# HTTPS in production (DEBUG off): redirect, HSTS, secure cookies. Behind a TLS-terminating
+# proxy set SECURE_PROXY_SSL_HEADER=1 so Django trusts its X-Forwarded-Proto.
+_PROD = not DEBUG
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PROD)
+SECURE_REDIRECT_EXEMPT = [r"^health/"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _PROD else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PROD)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PROD)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_PROD)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_PROD)
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# CORS (django-cors-headers): closed unless origins are listed, and only for the API.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False  # keys travel in headers, never cookies
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "x-api-key",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id", "etag"]

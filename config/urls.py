@@ -23,3 +23,8 @@ urlpatterns = [
     path("health/ready/", health.ready, name="health-ready"),
     path("", RedirectView.as_view(url="/api/v1/docs", permanent=False)),
 ]
+
+# JSON error shape under /api/ for URLs that match no route (e.g. a path parameter of the wrong
+# type) and for errors outside the API's own handlers; never a stack trace.
+handler404 = "fulfillment.hardening.not_found"
+handler500 = "fulfillment.hardening.server_error"

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
-from fulfillment.models import Order, OrderLine, Product, StockLevel, StockMovement
+from fulfillment.models import ApiKey, Order, OrderLine, Product, StockLevel, StockMovement
 from fulfillment.selectors.inventory import LOW_STOCK
+from fulfillment.services.api_keys import new_key_material
 from fulfillment.services.inventory import stock_threshold_set
 
 
@@ -149,3 +151,32 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created here or with ``manage.py create_api_key``; the raw key is shown once."""
+
+    list_display = ("name", "role", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("role",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["name", "role"] if obj is None else ["name", "role", *self.readonly_fields]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            obj.prefix, raw_key, obj.hashed_secret = new_key_material()
+            super().save_model(request, obj, form, change)
+            messages.warning(
+                request, f"API key for {obj.name!r}: {raw_key}  (shown only now; copy it)"
+            )
+            return
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} API key(s) revoked.")

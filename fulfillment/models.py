@@ -258,3 +258,41 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation {self.created_at:%Y-%m-%d %H:%M} ({'ok' if self.ok else 'drift'})"
+
+
+class ApiKey(models.Model):
+    """A client's API key. Only a hash of the secret is stored; the key is shown once at creation.
+
+    A key reads ``of_<prefix>_<secret>``: ``prefix`` (unique, not secret) finds the row in one
+    index lookup, then the SHA-256 of the whole key is compared in constant time. The secret has
+    256 bits of entropy, so a fast hash is enough (no password-style stretching on each request).
+    """
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer"
+        OPERATOR = "operator"
+        ADMIN = "admin"
+
+    name = models.CharField(max_length=100, unique=True)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(role__in=["viewer", "operator", "admin"]), name="apikey_role_valid"
+            )
+        ]
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.role}{', revoked' if self.revoked_at else ''})"

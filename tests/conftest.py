@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -47,9 +48,66 @@ class ApiClient:
         return self._call("patch", path, body, **kw)
 
 
+_key_seq = itertools.count(1)
+DB_FIXTURES = (
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+)
+
+
+def issue_key(role: str, name: str | None = None) -> str:
+    """A new API key with ``role`` (through the service, like any client's); returns the raw key."""
+    from fulfillment.services.api_keys import api_key_create
+
+    return api_key_create(name=name or f"test-{role}-{next(_key_seq)}", role=role).raw_key
+
+
+def _has_db(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("django_db") is not None or any(
+        f in request.fixturenames for f in DB_FIXTURES
+    )
+
+
+@pytest.fixture
+def client(request: pytest.FixtureRequest) -> Client:
+    """Django's test client, sending an ``admin`` API key when the test may use the database.
+
+    Every API operation needs a key; role-specific and anonymous clients are ``api_as(role)``
+    and ``anon_api``. Public URLs (health, docs, schema) ignore the header.
+    """
+    if not _has_db(request):
+        return Client()
+    request.getfixturevalue(
+        "db" if "transactional_db" not in request.fixturenames else "transactional_db"
+    )
+    return Client(headers={"Authorization": f"Bearer {issue_key('admin')}"})
+
+
 @pytest.fixture
 def api(client: Client) -> ApiClient:
+    """JSON client for /api/v1/, authenticated as ``admin``."""
     return ApiClient(client)
+
+
+@pytest.fixture
+def api_as(request: pytest.FixtureRequest) -> Callable[[str], ApiClient]:
+    """``api_as("viewer")``: a JSON client with a fresh key of that role."""
+    request.getfixturevalue(
+        "db" if "transactional_db" not in request.fixturenames else "transactional_db"
+    )
+
+    def make(role: str) -> ApiClient:
+        return ApiClient(Client(), {"Authorization": f"Bearer {issue_key(role)}"})
+
+    return make
+
+
+@pytest.fixture
+def anon_api() -> ApiClient:
+    """A JSON client that sends no API key."""
+    return ApiClient(Client())
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
