@@ -30,7 +30,9 @@ from fulfillment.models import ApiKey
 from fulfillment.selectors.api_keys import api_key_for
 from fulfillment.services.api_keys import api_key_mark_used
 
-VIEWER, OPERATOR, ADMIN = ApiKey.Role.VIEWER, ApiKey.Role.OPERATOR, ApiKey.Role.ADMIN
+VIEWER: str = ApiKey.Role.VIEWER.value
+OPERATOR: str = ApiKey.Role.OPERATOR.value
+ADMIN: str = ApiKey.Role.ADMIN.value
 ROLE_RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -99,13 +101,13 @@ def authorize(request: HttpRequest, raw_key: str | None) -> ApiKey:
     api_key = api_key_for(raw_key=raw_key or "")
     if api_key is None:
         raise AuthenticationError(message="invalid or revoked API key")
+    request.api_key = api_key  # type: ignore[attr-defined]  # read by actor_of() and the logs
     needed = required_role(request.method or "GET", api_path(request))
     if not role_allows(api_key.role, needed):
         raise AuthorizationError(
             message=f"API key {api_key.name!r} has role {api_key.role!r}; "
             f"{request.method} {request.path} needs {needed!r}"
         )
-    request.api_key = api_key  # type: ignore[attr-defined]  # read by actor_of() and the logs
     # Every pghistory event of this request names the key (the context is opened per request).
     pghistory.context(actor=f"api_key:{api_key.name}", api_key=api_key.name)
     api_key_mark_used(api_key=api_key)
