@@ -1,0 +1,158 @@
+"""Fault tests against a real gunicorn server on its own PostgreSQL and Redis (see servers.py).
+
+- Redis stopped mid-test: writes are still accepted, reads are served from the database,
+  /health/ is 503 naming Redis (ready stays 200); Redis back: the cache is used again.
+- PostgreSQL restarted while requests run: requests during the outage get 503
+  ``database_unavailable`` (never a 500), the server recovers by itself, nothing is half written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+import requests
+
+from tests.security.servers import FaultSystem, wait_for
+
+_sku = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultSystem]:
+    fault = FaultSystem(base=tmp_path_factory.mktemp("fault-stack"))
+    try:
+        fault.start()
+        yield fault
+    finally:
+        fault.stop()
+
+
+def _new_product(system: FaultSystem, prefix: str) -> tuple[str, requests.Response]:
+    sku = f"{prefix}-{next(_sku)}"
+    body = {"sku": sku, "name": f"Fault {sku}", "price": "3.00", "initial_stock": 7}
+    return sku, system.call("POST", "/api/v1/products/", body)
+
+
+def _redis_keys(system: FaultSystem) -> list[bytes]:
+    return redis.Redis.from_url(system.stack.redis_url).keys("*throttle:*")
+
+
+def _assert_complete(system: FaultSystem) -> None:
+    """No half-written product: each has its stock row and a ledger that sums to it."""
+    rows = system.sql(
+        """
+        SELECT p.sku, s.on_hand, s.reserved,
+               COALESCE(SUM(m.on_hand_delta), 0), COALESCE(SUM(m.reserved_delta), 0)
+        FROM fulfillment_product p
+        LEFT JOIN fulfillment_stocklevel s ON s.product_id = p.id
+        LEFT JOIN fulfillment_stockmovement m ON m.product_id = p.id
+        GROUP BY p.sku, s.on_hand, s.reserved
+        """
+    )
+    for sku, on_hand, reserved, on_hand_sum, reserved_sum in rows:
+        assert on_hand is not None, f"{sku} has no stock level"
+        assert (on_hand, reserved) == (on_hand_sum, reserved_sum), sku
+
+
+def test_redis_outage_keeps_the_api_working_and_health_names_redis(system):
+    # given a working system whose Redis holds throttle counters
+    sku, created = _new_product(system, "REDIS-UP")
+    assert created.status_code == 201, created.text
+    product_id = created.json()["id"]
+    assert _redis_keys(system)
+
+    # when Redis stops
+    system.stack.stop_redis()
+    try:
+        # then writes are still accepted and reads come from the database
+        sku_down, created_down = _new_product(system, "REDIS-DOWN")
+        assert created_down.status_code == 201, created_down.text + system.server_log()
+        detail = system.call("GET", f"/api/v1/products/{product_id}/")
+        assert detail.status_code == 200 and detail.json()["sku"] == sku
+        listed = system.call("GET", "/api/v1/products/?limit=100")
+        assert {p["sku"] for p in listed.json()["items"]} >= {sku, sku_down}
+        # and health says which part is down, while readiness stays up
+        health = requests.get(system.url("/health/"), timeout=10)
+        assert health.status_code == 503
+        assert "redis" in health.json()["failed"]
+        assert health.json()["checks"]["database"]["ok"] is True
+        assert requests.get(system.url("/health/ready/"), timeout=10).status_code == 200
+    finally:
+        # when Redis comes back (empty: the dev server keeps no data)
+        system.stack.start_redis()
+
+    # then the cache is used again without restarting anything
+    assert system.call("GET", f"/api/v1/products/{product_id}/").status_code == 200
+    wait_for(lambda: bool(_redis_keys(system)), 10)
+    wait_for(lambda: requests.get(system.url("/health/"), timeout=10).status_code == 200, 10)
+    _assert_complete(system)
+
+
+def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(system):
+    # given a stream of writes and reads against the server
+    results: list[tuple[float, str, str, int, str]] = []  # (time, kind, sku, status, code)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        deadline = time.monotonic() + 60  # bounded even if the test body fails
+        while not stop.is_set() and time.monotonic() < deadline:
+            for kind in ("write", "read"):
+                sku = ""
+                try:
+                    if kind == "write":
+                        sku, response = _new_product(system, "PG")
+                    else:
+                        response = system.call("GET", "/api/v1/products/?limit=5")
+                except requests.RequestException as exc:
+                    results.append((time.monotonic(), kind, sku, 0, exc.__class__.__name__))
+                    continue
+                code = ""
+                if response.status_code >= 400:
+                    code = response.json()["error"]["code"]
+                results.append((time.monotonic(), kind, sku, response.status_code, code))
+            time.sleep(0.02)
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    try:
+        wait_for(lambda: sum(r[3] == 201 for r in results) >= 3, 20)
+
+        # when PostgreSQL goes down for a while and comes back
+        system.stop_postgres()
+        down_at = time.monotonic()
+        wait_for(lambda: sum(r[0] > down_at and r[3] == 503 for r in results) >= 4, 20)
+        health = requests.get(system.url("/health/"), timeout=10)
+        ready = requests.get(system.url("/health/ready/"), timeout=10)
+        system.stack.start_postgres()
+        up_at = time.monotonic()
+
+        # then the server recovers by itself
+        recovered_after = wait_for(
+            lambda: any(r[0] > up_at and r[1] == "write" and r[3] == 201 for r in results), 30
+        )
+        time.sleep(1.0)  # a little steady traffic after recovery
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+    assert health.status_code == 503 and "database" in health.json()["failed"]
+    assert ready.status_code == 503
+    statuses = {r[3] for r in results}
+    assert statuses <= {200, 201, 503}, [r for r in results if r[3] not in (200, 201, 503)]
+    outage = [r for r in results if r[3] == 503]
+    assert outage and all(r[4] == "database_unavailable" for r in outage)
+    assert any(r[1] == "read" for r in outage) and any(r[1] == "write" for r in outage)
+    first_ok = min(r[0] for r in results if r[0] > up_at and r[3] in (200, 201))
+    after = [r for r in results if r[0] > first_ok + 0.5]
+    assert after and all(r[3] in (200, 201) for r in after), after
+    assert recovered_after < 30
+    # every acknowledged write is there, and nothing is half written
+    stored = {row[0] for row in system.sql("SELECT sku FROM fulfillment_product")}
+    acknowledged = {r[2] for r in results if r[3] == 201}
+    assert acknowledged <= stored
+    _assert_complete(system)
