@@ -5,7 +5,9 @@ is let through by the first of:
 
 1. ``Authorization: Bearer <key>``  (OpenAPI scheme ``ApiKeyBearer``)
 2. ``X-API-Key: <key>``             (OpenAPI scheme ``ApiKeyHeader``)
-3. no key at all, when ``ALLOW_ANONYMOUS_READS`` is on and the operation needs only ``viewer``.
+3. a staff user logged into the admin site (browser use of the docs; CSRF enforced on writes),
+   who acts with the ``admin`` role and is the actor as ``user:<username>``;
+4. no key at all, when ``ALLOW_ANONYMOUS_READS`` is on and the operation needs only ``viewer``.
 
 A key that is unknown, malformed or revoked is 401 (even when anonymous reads are on: a client
 that sends a key must send a valid one); a valid key whose role is below what ``POLICY``
@@ -25,6 +27,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja.errors import AuthenticationError, AuthorizationError
 from ninja.security import APIKeyHeader, HttpBearer
+from ninja.utils import check_csrf
 
 from fulfillment.models import ApiKey
 from fulfillment.selectors.api_keys import api_key_for
@@ -142,6 +145,23 @@ class ApiKeyHeader(APIKeyHeader):
         return authorize(request, key.strip())
 
 
+class StaffSession:
+    """A logged-in, active staff user (admin site session) acts with the ``admin`` role.
+
+    Hidden from the OpenAPI schemes (API clients use keys). Writes need a valid CSRF token,
+    like any cookie-authenticated request.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not (user.is_active and user.is_staff):
+            return None
+        if request.method not in SAFE_METHODS and check_csrf(request) is not None:
+            raise AuthorizationError(message="CSRF check failed for a session-authenticated write")
+        pghistory.context(actor=f"user:{user.get_username()}")
+        return user
+
+
 class AnonymousReads:
     """Lets a request without any key through when reads are open and it needs only ``viewer``.
 
@@ -156,4 +176,4 @@ class AnonymousReads:
         return ANONYMOUS
 
 
-API_AUTH = [ApiKeyBearer(), ApiKeyHeader(), AnonymousReads()]
+API_AUTH = [ApiKeyBearer(), ApiKeyHeader(), StaffSession(), AnonymousReads()]

@@ -9,10 +9,11 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 from fulfillment.audit import request_actor
 from fulfillment.models import StockMovement
+from tests.conftest import ApiClient
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +40,7 @@ def test_request_id_from_header_is_echoed_and_stored_with_the_stock_event(api):
     event = stock_events(product.pk)[-1]
     assert event.pgh_label == "update" and event.on_hand == 12
     assert event.pgh_context.metadata["request_id"] == "req-abc.123"
-    assert event.pgh_context.metadata["actor"] == "anonymous"
+    assert event.pgh_context.metadata["actor"].startswith("api_key:test-admin-")
 
 
 def test_request_id_is_generated_when_absent_or_invalid(api):
@@ -55,9 +56,12 @@ def test_request_id_is_generated_when_absent_or_invalid(api):
     assert generated != replaced
 
 
-def test_logged_in_user_is_the_actor_of_ledger_row_and_event(client, api):
-    user = get_user_model().objects.create_user("opsuser", password="pw-123456")
+def test_logged_in_user_is_the_actor_of_ledger_row_and_event():
+    # a staff user logged into the admin site, calling the API without a key
+    user = get_user_model().objects.create_user("opsuser", password="pw-123456", is_staff=True)
+    client = Client()
     client.force_login(user)
+    api = ApiClient(client)
     product = make_product(stock=10)
 
     response = api.post(f"inventory/{product.pk}/adjust/", {"quantity_change": -1, "reason": "x"})

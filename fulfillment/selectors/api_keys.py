@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 
+from django.db import DEFAULT_DB_ALIAS
+
 from fulfillment.models import ApiKey
 from fulfillment.services.api_keys import hash_key, split_key
 
@@ -12,11 +14,12 @@ def api_key_for(*, raw_key: str) -> ApiKey | None:
     """The active key matching ``raw_key`` (one indexed lookup by prefix), else None.
 
     Revoked keys are found but refused, so a revoked key fails exactly like an unknown one.
+    Always read on the primary: a replica's lag must not delay a revocation.
     """
     prefix = split_key(raw_key)
     if prefix is None or len(raw_key) > 200:
         return None
-    api_key = ApiKey.objects.filter(prefix=prefix).first()
+    api_key = ApiKey.objects.using(DEFAULT_DB_ALIAS).filter(prefix=prefix).first()
     if api_key is None or not hmac.compare_digest(api_key.hashed_secret, hash_key(raw_key)):
         return None
     if api_key.revoked_at is not None:

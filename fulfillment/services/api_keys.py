@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from fulfillment.errors import Conflict, NotFound, ValidationFailed
@@ -87,9 +87,13 @@ def api_key_revoke(*, name: str) -> ApiKey:
 
 
 def api_key_mark_used(*, api_key: ApiKey) -> None:
-    """Record use, at most once per ``LAST_USED_RESOLUTION`` (a conditional UPDATE, no lock)."""
+    """Record use, at most once per ``LAST_USED_RESOLUTION`` (one UPDATE, no lock).
+
+    Explicitly on the primary, so this bookkeeping write does not pin the rest of a read
+    request to the primary (see ``config.db_router``).
+    """
     now = timezone.now()
     if api_key.last_used_at is not None and now - api_key.last_used_at < LAST_USED_RESOLUTION:
         return
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    ApiKey.objects.using(DEFAULT_DB_ALIAS).filter(pk=api_key.pk).update(last_used_at=now)
     api_key.last_used_at = now

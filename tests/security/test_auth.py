@@ -280,3 +280,42 @@ def test_demo_credentials_creates_one_key_per_role_once(tmp_path, monkeypatch, c
         assert ApiKey.objects.get(name=f"demo-{role}").role == role
     assert_error(_bearer(stored["viewer"]).post("products/", NEW_PRODUCT), 403)
     assert _bearer(stored["admin"]).post("products/", NEW_PRODUCT).status_code == 201
+
+
+# --- cost and sessions ----------------------------------------------------------------------
+def test_authentication_costs_one_indexed_select_once_the_key_is_warm():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _bearer(issue_key("viewer"))
+    client.get("products/")  # first use stamps last_used_at (at most once a minute)
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get("products/").status_code == 200
+
+    auth = [q["sql"] for q in ctx.captured_queries if "fulfillment_apikey" in q["sql"]]
+    assert len(auth) == 1 and auth[0].lstrip().startswith("SELECT") and '"prefix" =' in auth[0]
+
+
+def test_staff_session_acts_as_admin_and_non_staff_session_does_not(django_user_model):
+    staff = django_user_model.objects.create_user("staffer", password="pw-123456", is_staff=True)
+    plain = django_user_model.objects.create_user("plain", password="pw-123456")
+    staff_client, plain_client = Client(), Client()
+    staff_client.force_login(staff)
+    plain_client.force_login(plain)
+
+    created = ApiClient(staff_client).post("products/", NEW_PRODUCT)
+
+    assert created.status_code == 201, created.content
+    assert StockMovement.objects.get(product_id=created.json()["id"]).actor == "user:staffer"
+    assert_error(ApiClient(plain_client).get("products/"), 401, "unauthorized")
+
+
+def test_staff_session_writes_need_a_csrf_token(django_user_model):
+    staff = django_user_model.objects.create_user("csrfer", password="pw-123456", is_staff=True)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+
+    assert ApiClient(client).get("products/").status_code == 200
+    assert_error(ApiClient(client).post("products/", NEW_PRODUCT), 403, "forbidden")
+    assert not Product.objects.exists()
