@@ -42,6 +42,12 @@ def _redis_keys(system: FaultSystem) -> list[bytes]:
     return redis.Redis.from_url(system.stack.redis_url).keys("*throttle:*")
 
 
+def _summary(system: FaultSystem) -> dict:
+    response = system.call("GET", "/api/v1/inventory/summary/")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def _assert_complete(system: FaultSystem) -> None:
     """No half-written product: each has its stock row and a ledger that sums to it."""
     rows = system.sql(
@@ -65,6 +71,8 @@ def test_redis_outage_keeps_the_api_working_and_health_names_redis(system):
     assert created.status_code == 201, created.text
     product_id = created.json()["id"]
     assert _redis_keys(system)
+    assert _summary(system)["cached"] is False
+    assert _summary(system)["cached"] is True  # the second read comes from Redis
 
     # when Redis stops
     system.stack.stop_redis()
@@ -76,6 +84,11 @@ def test_redis_outage_keeps_the_api_working_and_health_names_redis(system):
         assert detail.status_code == 200 and detail.json()["sku"] == sku
         listed = system.call("GET", "/api/v1/products/?limit=100")
         assert {p["sku"] for p in listed.json()["items"]} >= {sku, sku_down}
+        # the cached summary is computed from the database on every read, and is current
+        products = system.sql("SELECT count(*) FROM fulfillment_product")[0][0]
+        for _ in range(2):
+            summary = _summary(system)
+            assert summary["cached"] is False and summary["product_count"] == products
         # and health says which part is down, while readiness stays up
         health = requests.get(system.url("/health/"), timeout=10)
         assert health.status_code == 503
@@ -89,6 +102,7 @@ def test_redis_outage_keeps_the_api_working_and_health_names_redis(system):
     # then the cache is used again without restarting anything
     assert system.call("GET", f"/api/v1/products/{product_id}/").status_code == 200
     wait_for(lambda: bool(_redis_keys(system)), 10)
+    wait_for(lambda: _summary(system)["cached"] is True, 10)
     wait_for(lambda: requests.get(system.url("/health/"), timeout=10).status_code == 200, 10)
     _assert_complete(system)
 
