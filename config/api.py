@@ -162,6 +162,9 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     status = exc.status_code
     message = str(exc)
     details: dict[str, Any] = {}
+    if isinstance(exc, AuthenticationError) and message == "Unauthorized":
+        # No authentication method accepted the request (ninja's default error).
+        message = "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"
     if isinstance(exc.__cause__, StrictJSONError):
         message = str(exc.__cause__)
     elif status == 400 and ("JSON" in message.upper() or "parse request body" in message):

@@ -17,6 +17,7 @@ requires is 403. Health, docs and the OpenAPI schema are not ninja operations an
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -176,4 +177,9 @@ class AnonymousReads:
         return ANONYMOUS
 
 
-API_AUTH = [ApiKeyBearer(), ApiKeyHeader(), StaffSession(), AnonymousReads()]
+API_AUTH: list[Callable[[HttpRequest], Any]] = [
+    ApiKeyBearer(),
+    ApiKeyHeader(),
+    StaffSession(),
+    AnonymousReads(),
+]

@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
-from ninja.throttling import SimpleRateThrottle
+from ninja.throttling import BaseThrottle, SimpleRateThrottle
 
 logger = logging.getLogger("fulfillment.throttling")
 
@@ -118,4 +118,4 @@ class AnonymousThrottle(WindowThrottle):
         return self.get_ident(request) or "unknown"
 
 
-API_THROTTLES = [KeyThrottle(), AnonymousThrottle()]
+API_THROTTLES: list[BaseThrottle] = [KeyThrottle(), AnonymousThrottle()]

@@ -31,7 +31,8 @@ def test_request_without_key_is_401_with_bearer_challenge(anon_api, method, path
         path, **({"body": NEW_PRODUCT} if method == "post" else {})
     )
 
-    assert_error(response, 401, "unauthorized")
+    error = assert_error(response, 401, "unauthorized")
+    assert "API key is required" in error["message"]
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert not Product.objects.exists()
 
