@@ -79,6 +79,7 @@ def _aim_at_existing_rows(case, existing_ids) -> None:  # type: ignore[no-untype
     max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
+    database=None,  # no example database: every run is the same run
     suppress_health_check=list(HealthCheck),
 )
 @pytest.mark.django_db

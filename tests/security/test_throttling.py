@@ -32,9 +32,10 @@ def _client(role: str = "admin", **extra: str) -> ApiClient:
     return ApiClient(Client(**extra), {"Authorization": f"Bearer {issue_key(role)}"})
 
 
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
 @override_settings(THROTTLE_RATES={"key": "3/min", "anon": "100/min"})
-def test_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not():
-    client, other = _client(), _client()
+def test_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not(role):
+    client, other = _client(role), _client(role)
 
     statuses = [client.get("products/").status_code for _ in range(3)]
     throttled = client.get("products/")
