@@ -273,9 +273,9 @@ def test_demo_credentials_creates_one_key_per_role_once(tmp_path, monkeypatch, c
     call_command("demo_credentials")
     second = capsys.readouterr().out
 
-    stored = json.loads((tmp_path / "demo-api-keys.json").read_text())
+    stored = json.loads((tmp_path / "demo-keys.json").read_text())
     assert set(stored) == {"viewer", "operator", "admin"}
-    assert (tmp_path / "demo-api-keys.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "demo-keys.json").stat().st_mode & 0o777 == 0o600
     for role, raw in stored.items():
         assert raw in first and raw in second  # printed both times, same keys
         assert ApiKey.objects.get(name=f"demo-{role}").role == role

@@ -52,7 +52,7 @@ class Command(BaseCommand):
             self.stdout.write("A superuser already exists (credentials not managed by make run).")
 
     def _api_keys(self) -> None:
-        key_file = _devstack_dir() / "demo-api-keys.json"
+        key_file = _devstack_dir() / "demo-keys.json"
         try:
             stored: dict[str, str] = json.loads(key_file.read_text())
         except (OSError, ValueError):
