@@ -85,7 +85,12 @@ class RequestLogMiddleware:
     """Binds the request id to every log line of the request and writes one line at its end."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        # Imported here: this module is imported by settings, before ninja may read them.
+        from ninja.throttling import BaseThrottle
+
         self.get_response = get_response
+        # The client address as throttling sees it (X-Forwarded-For only with NINJA_NUM_PROXIES).
+        self.client_ip = BaseThrottle().get_ident
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
@@ -107,7 +112,7 @@ class RequestLogMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 api_key=api_key.name if api_key is not None else None,
-                client_ip=request.META.get("REMOTE_ADDR"),
+                client_ip=self.client_ip(request),
             )
             structlog.contextvars.clear_contextvars()
 

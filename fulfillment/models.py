@@ -296,3 +296,12 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role}{', revoked' if self.revoked_at else ''})"
+
+
+# Key lifecycle (created, role changed, renamed, revoked), with who did it; not the secret's hash
+# nor the last-used stamp, which changes on use.
+pghistory.track(
+    pghistory.InsertEvent(),
+    pghistory.UpdateEvent(condition=pghistory.AnyChange("name", "role", "revoked_at")),
+    exclude=["hashed_secret", "last_used_at"],
+)(ApiKey)

@@ -242,6 +242,13 @@ def test_create_api_key_command_prints_a_working_key_once(capsys):
     call_command("create_api_key", "--name", "cli-key", "--revoke")
     assert_error(_bearer(raw).get("products/"), 401, "unauthorized")
 
+    # the key's lifecycle is audited, with the command as the actor, and never its secret
+    events = list(ApiKey.pgh_event_model.objects.filter(name="cli-key").order_by("pgh_id"))
+    assert [e.pgh_label for e in events] == ["insert", "update"]
+    assert events[1].revoked_at is not None
+    assert all(e.pgh_context.metadata["actor"] == "command:create_api_key" for e in events)
+    assert not hasattr(events[0], "hashed_secret")
+
 
 def test_create_api_key_command_rejects_unknown_role():
     with pytest.raises(CommandError):

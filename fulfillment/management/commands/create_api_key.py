@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from fulfillment.audit import AuditedCommand
 from fulfillment.errors import FulfillmentError
 from fulfillment.models import ApiKey
 from fulfillment.services.api_keys import api_key_create, api_key_revoke
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create an API key (printed once; only its hash is stored), or revoke one."
 
     def add_arguments(self, parser: CommandParser) -> None:
