@@ -165,6 +165,10 @@ def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(syst
     after = [r for r in results if r[0] > first_ok + 0.5]
     assert after and all(r[3] in (200, 201) for r in after), after
     assert recovered_after < 30
+    print(
+        f"\npostgres restart: {len(results)} requests, {len(outage)} answered 503 "
+        f"database_unavailable, first write accepted {recovered_after:.2f}s after the restart"
+    )
     # every acknowledged write is there, and nothing is half written
     stored = {row[0] for row in system.sql("SELECT sku FROM fulfillment_product")}
     acknowledged = {r[2] for r in results if r[3] == 201}
