@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
 
 from config.api import api, error_response
 from fulfillment.api import health
 
 
+@csrf_exempt  # a write to an unknown path is a JSON 404, not Django's HTML CSRF 403
 def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """Unknown /api/ paths (e.g. a malformed order id) answer in the API's error shape."""
     return error_response(request, 404, "not_found", f"no API endpoint at {request.path}")

@@ -64,6 +64,12 @@ def issue_key(role: str, name: str | None = None) -> str:
     return api_key_create(name=name or f"test-{role}-{next(_key_seq)}", role=role).raw_key
 
 
+def without_auth_queries(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Captured queries minus the API key lookup (and its last-used stamp) that every
+    authenticated request makes, i.e. the statements of the operation itself."""
+    return [q for q in queries if "fulfillment_apikey" not in q["sql"]]
+
+
 def _has_db(request: pytest.FixtureRequest) -> bool:
     return request.node.get_closest_marker("django_db") is not None or any(
         f in request.fixturenames for f in DB_FIXTURES

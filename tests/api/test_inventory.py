@@ -14,7 +14,7 @@ from fulfillment.models import Product, StockLevel, StockMovement
 from fulfillment.selectors.inventory import SUMMARY_CACHE_KEY
 from fulfillment.services.inventory import stock_reserve
 from fulfillment.services.reconciliation import inventory_reconcile
-from tests.conftest import ApiClient, assert_error, issue_key
+from tests.conftest import ApiClient, assert_error, issue_key, without_auth_queries
 from tests.factories import make_product
 
 pytestmark = pytest.mark.django_db
@@ -259,12 +259,6 @@ def test_malformed_adjust_request_is_4xx_and_writes_nothing(api, raw, headers, s
 
 
 @pytest.mark.django_db(transaction=True)
-def _without_auth(queries: list[dict]) -> list[dict]:
-    """The statements of the operation itself: minus the API key lookup (and its last-used
-    stamp), which every authenticated request makes (see tests/security/test_auth.py)."""
-    return [q for q in queries if "fulfillment_apikey" not in q["sql"]]
-
-
 def test_one_adjustment_request_runs_at_most_four_statements(api):
     """The closing number of issue 3: BEGIN, the one conditional UPDATE ... INSERT statement
     (lock, invariants, version, ledger row), COMMIT, and the read of the movement for the
@@ -278,7 +272,7 @@ def test_one_adjustment_request_runs_at_most_four_statements(api):
         )
 
     assert response.status_code == 200, response.content
-    queries = _without_auth(ctx.captured_queries)
+    queries = without_auth_queries(ctx.captured_queries)
     print(f"\nstatements for one adjustment request: {len(queries)} (+ the API key lookup)")
     for q in queries:
         print("  ", q["sql"].split("; ", 1)[-1][:90].replace("\n", " "))
@@ -296,7 +290,7 @@ def test_one_count_request_runs_at_most_seven_statements(api):
 
     assert response.status_code == 200, response.content
     # BEGIN, SELECT ... FOR UPDATE, SAVEPOINT, UPDATE+INSERT, RELEASE, COMMIT, read of the movement
-    assert len(_without_auth(ctx.captured_queries)) <= 7
+    assert len(without_auth_queries(ctx.captured_queries)) <= 7
 
 
 # ----- transactions (ledger) ------------------------------------------------------------------

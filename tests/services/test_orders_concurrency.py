@@ -20,6 +20,7 @@ from fulfillment.errors import InsufficientStock, InvalidTransition
 from fulfillment.models import Order, OrderLine, StockLevel, StockMovement
 from fulfillment.services.orders import OrderDraft, order_cancel, order_create
 from fulfillment.services.reconciliation import inventory_reconcile
+from tests.conftest import issue_key
 from tests.factories import make_product
 from tests.jobs import new_jobs, remember_last_job  # noqa: F401 (fixture)
 
@@ -109,6 +110,7 @@ def test_concurrent_idempotent_requests_create_exactly_one_order():
         }
     )
     barrier = threading.Barrier(8)
+    key = issue_key("operator")
 
     def request(i: int) -> tuple[int, Any]:
         barrier.wait()
@@ -116,7 +118,7 @@ def test_concurrent_idempotent_requests_create_exactly_one_order():
             "/api/v1/orders/",
             data=body,
             content_type="application/json",
-            headers={"Idempotency-Key": "same-key"},
+            headers={"Idempotency-Key": "same-key", "Authorization": f"Bearer {key}"},
         )
         return response.status_code, response.json()
 
