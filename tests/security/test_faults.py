@@ -1,9 +1,10 @@
 """Fault tests against a real gunicorn server on its own PostgreSQL and Redis (see servers.py).
 
-- Redis stopped mid-test: writes are still accepted, reads are served from the database,
+- Redis stopped mid-test: orders and other writes are still accepted, reads are served from the database,
   /health/ is 503 naming Redis (ready stays 200); Redis back: the cache is used again.
 - PostgreSQL restarted while requests run: requests during the outage get 503
-  ``database_unavailable`` (never a 500), the server recovers by itself, nothing is half written.
+  ``database_unavailable`` (never a 500), the server recovers by itself, no order or product is
+  half written.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def _new_product(system: FaultSystem, prefix: str) -> tuple[str, requests.Respon
     return sku, system.call("POST", "/api/v1/products/", body)
 
 
+def _new_order(system: FaultSystem, product_id: int, tag: str) -> tuple[str, requests.Response]:
+    email = f"{tag.lower()}-{next(_sku)}@example.com"  # identifies the request in the database
+    body = {
+        "customer_name": tag,
+        "customer_email": email,
+        "items": [{"product_id": product_id, "quantity": 1}],
+    }
+    return email, system.call("POST", "/api/v1/orders/", body)
+
+
 def _redis_keys(system: FaultSystem) -> list[bytes]:
     return redis.Redis.from_url(system.stack.redis_url).keys("*throttle:*")
 
@@ -63,6 +74,21 @@ def _assert_complete(system: FaultSystem) -> None:
     for sku, on_hand, reserved, on_hand_sum, reserved_sum in rows:
         assert on_hand is not None, f"{sku} has no stock level"
         assert (on_hand, reserved) == (on_hand_sum, reserved_sum), sku
+    # each order has its lines, its reservation on the ledger and its first pipeline job
+    orders = system.sql(
+        """
+        SELECT o.order_id,
+               (SELECT COALESCE(SUM(l.quantity), 0) FROM fulfillment_orderline l
+                WHERE l.order_id = o.id),
+               (SELECT COALESCE(SUM(m.reserved_delta), 0) FROM fulfillment_stockmovement m
+                WHERE m.order_id = o.id)
+        FROM fulfillment_order o
+        """
+    )
+    for order_id, quantity, reserved in orders:
+        assert quantity > 0 and reserved == quantity, order_id
+    jobs = system.sql("SELECT count(*) FROM procrastinate_jobs")[0][0]
+    assert jobs == len(orders)
 
 
 def test_redis_outage_keeps_the_api_working_and_health_names_redis(system):
@@ -80,6 +106,10 @@ def test_redis_outage_keeps_the_api_working_and_health_names_redis(system):
         # then writes are still accepted and reads come from the database
         sku_down, created_down = _new_product(system, "REDIS-DOWN")
         assert created_down.status_code == 201, created_down.text + system.server_log()
+        email, ordered = _new_order(system, product_id, "Redis-down")
+        assert ordered.status_code == 201, ordered.text + system.server_log()
+        order_id = ordered.json()["order_id"]
+        assert system.call("GET", f"/api/v1/orders/{order_id}/").json()["status"] == "pending"
         detail = system.call("GET", f"/api/v1/products/{product_id}/")
         assert detail.status_code == 200 and detail.json()["sku"] == sku
         listed = system.call("GET", "/api/v1/products/?limit=100")
@@ -112,14 +142,24 @@ def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(syst
     results: list[tuple[float, str, str, int, str]] = []  # (time, kind, sku, status, code)
     stop = threading.Event()
 
+    stock = system.call(
+        "POST",
+        "/api/v1/products/",
+        {"sku": "PG-STOCK", "name": "Orderable", "price": "2.00", "initial_stock": 100_000},
+    )
+    assert stock.status_code == 201, stock.text
+    stock_id = stock.json()["id"]
+
     def traffic() -> None:
         deadline = time.monotonic() + 60  # bounded even if the test body fails
         while not stop.is_set() and time.monotonic() < deadline:
-            for kind in ("write", "read"):
+            for kind in ("write", "order", "read"):
                 sku = ""
                 try:
                     if kind == "write":
                         sku, response = _new_product(system, "PG")
+                    elif kind == "order":
+                        sku, response = _new_order(system, stock_id, "PG")
                     else:
                         response = system.call("GET", "/api/v1/products/?limit=5")
                 except requests.RequestException as exc:
@@ -139,7 +179,7 @@ def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(syst
         # when PostgreSQL goes down for a while and comes back
         system.stop_postgres()
         down_at = time.monotonic()
-        wait_for(lambda: sum(r[0] > down_at and r[3] == 503 for r in results) >= 4, 20)
+        wait_for(lambda: sum(r[0] > down_at and r[3] == 503 for r in results) >= 6, 20)
         health = requests.get(system.url("/health/"), timeout=10)
         ready = requests.get(system.url("/health/ready/"), timeout=10)
         system.stack.start_postgres()
@@ -147,7 +187,8 @@ def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(syst
 
         # then the server recovers by itself
         recovered_after = wait_for(
-            lambda: any(r[0] > up_at and r[1] == "write" and r[3] == 201 for r in results), 30
+            lambda: {r[1] for r in results if r[0] > up_at and r[3] == 201} == {"write", "order"},
+            30,
         )
         time.sleep(1.0)  # a little steady traffic after recovery
     finally:
@@ -160,7 +201,7 @@ def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(syst
     assert statuses <= {200, 201, 503}, [r for r in results if r[3] not in (200, 201, 503)]
     outage = [r for r in results if r[3] == 503]
     assert outage and all(r[4] == "database_unavailable" for r in outage)
-    assert any(r[1] == "read" for r in outage) and any(r[1] == "write" for r in outage)
+    assert {r[1] for r in outage} == {"read", "write", "order"}
     first_ok = min(r[0] for r in results if r[0] > up_at and r[3] in (200, 201))
     after = [r for r in results if r[0] > first_ok + 0.5]
     assert after and all(r[3] in (200, 201) for r in after), after
@@ -171,6 +212,7 @@ def test_postgres_restart_gives_503_then_recovers_with_nothing_half_written(syst
     )
     # every acknowledged write is there, and nothing is half written
     stored = {row[0] for row in system.sql("SELECT sku FROM fulfillment_product")}
+    stored |= {row[0] for row in system.sql("SELECT customer_email FROM fulfillment_order")}
     acknowledged = {r[2] for r in results if r[3] == 201}
     assert acknowledged <= stored
     _assert_complete(system)
