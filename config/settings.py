@@ -280,12 +280,6 @@ PROCRASTINATE_WORKER_DEFAULTS = {
 }
 
 
-# --- orders --------------------------------------------------------------------------------
-MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
-BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
-ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)
-
-
 # --- security and hardening ----------------------------------------------------------------
 # API keys and roles: fulfillment/auth.py (one policy table). Reads without a key are refused
 # unless ALLOW_ANONYMOUS_READS is on (make run's demo turns it on).

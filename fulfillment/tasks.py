@@ -20,6 +20,7 @@ from procrastinate.contrib.django import app
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
+from fulfillment.logs import job_log
 from fulfillment.services import pipeline, reports
 
 logger = logging.getLogger("fulfillment.tasks")
@@ -48,15 +49,27 @@ def retries_exhausted(job: Job) -> bool:
 
 
 def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) -> Any:
-    """Sync task middleware: the audit context of the job, and connection hygiene.
+    """Sync task middleware: the audit context and the log line of the job, and connection hygiene.
 
     A worker thread keeps its Django connection between jobs (no health-check query per job); a
     job that raised closes it, so a connection broken by a database restart is replaced on the
     next attempt.
     """
+    job = context.job
     try:
-        with pghistory.context(task=context.job.task_name, job_id=context.job.id):
-            return call_next()
+        with (
+            pghistory.context(task=job.task_name, job_id=job.id),
+            # One JSON log line per job run (fulfillment.logs): task, job id, order, outcome.
+            job_log(
+                task=job.task_name,
+                job_id=job.id,
+                order_id=job.task_kwargs.get("order_pk"),
+                attempt=job.attempts + 1,
+            ) as line,
+        ):
+            result = call_next()
+            line["outcome"] = result if isinstance(result, str) and result else "succeeded"
+            return result
     except BaseException:
         connection.close()
         raise

@@ -96,3 +96,25 @@ def test_stdlib_log_records_are_json_too(log_lines):
 
     (line,) = _lines(log_lines, "plain message")
     assert line["level"] == "warning" and line["logger"] == "some.library"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("empty_queue")
+def test_every_pipeline_job_run_writes_one_json_line(log_lines):
+    from fulfillment.models import Order
+    from tests.factories import make_order, make_product
+    from tests.pipeline_support import run_worker_until_idle
+
+    order = make_order(lines=[(make_product(stock=5), 1)])
+
+    run_worker_until_idle()
+
+    assert Order.objects.get(pk=order.pk).status == "delivered"
+    lines = [
+        line for line in _lines(log_lines, "job") if line["task"] == "fulfillment.advance_order"
+    ]
+    assert len(lines) == 3
+    assert {line["order_id"] for line in lines} == {str(order.pk)}
+    assert len({line["job_id"] for line in lines}) == 3
+    assert all(line["outcome"] and line["attempt"] == 1 for line in lines)
+    assert all(line["duration_ms"] >= 0 for line in lines)
