@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "bench_pipeline"
 _ready = False
+_postmaster_pid: int | None = None  # the embedded server's, for CPU accounting
 
 
 # ----- set-up -----------------------------------------------------------------------------------
@@ -46,7 +48,9 @@ def setup(db_name: str = BENCH_DB) -> dict[str, str]:
     sys.path.insert(0, str(ROOT))
     from config.devstack import external_or_embedded_env
 
-    env, _stack = external_or_embedded_env()
+    global _postmaster_pid
+    env, stack = external_or_embedded_env()
+    _postmaster_pid = stack.pg_pid() if stack is not None else None
     base = urlsplit(env["DATABASE_URL"])
     import psycopg
 
@@ -82,7 +86,76 @@ def _reset() -> None:
         "procrastinate_workers, fulfillment_stockmovement, fulfillment_orderline, "
         "fulfillment_order, fulfillment_stocklevel, fulfillment_product CASCADE"
     )
-    _sql("VACUUM ANALYZE")
+    # No VACUUM ANALYZE here: on the emptied tables it would record "0 rows", and the worker's
+    # sessions would then plan (and cache) the job fetch for an empty queue, a plan that stays
+    # slow as the queue fills until autovacuum's next ANALYZE (up to a minute, a whole run):
+    # runs collapsed to ~25 stage jobs/s that way. After TRUNCATE alone the size is "unknown".
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of ``pid`` (all its threads; with ``children``, also its reaped
+    children), from /proc; 0 where /proc is unavailable."""
+    f = _stat(pid)
+    if f is None:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if children else 0)
+    return ticks / _TICK
+
+
+def _server_cpu_seconds() -> float | None:
+    """CPU used so far by the embedded PostgreSQL: the postmaster, its live backends and the
+    backends it has reaped. None when the server is not a local embedded one."""
+    if _postmaster_pid is None or not os.path.isdir("/proc"):
+        return None
+    total = _cpu_seconds(_postmaster_pid, children=True)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            f = _stat(int(entry))
+            if f is not None and f[1] == str(_postmaster_pid):
+                total += _cpu_seconds(int(entry))
+    return total
+
+
+class CpuMeter:
+    """CPU seconds spent by the worker processes and by the database server between
+    :meth:`start` and :meth:`stop`. On a shared machine wall-clock rates move with the
+    neighbours' load; CPU per unit of work barely does."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        self.pids = [p.pid for p in procs]
+        self.worker = self.server = None  # type: float | None
+
+    def _now(self) -> tuple[float, float | None]:
+        return sum(_cpu_seconds(pid) for pid in self.pids), _server_cpu_seconds()
+
+    def start(self) -> None:
+        self._w0, self._s0 = self._now()
+
+    def stop(self) -> None:
+        w1, s1 = self._now()
+        self.worker = w1 - self._w0
+        self.server = None if s1 is None or self._s0 is None else s1 - self._s0
+
+    def per(self, units: int, what: str) -> dict[str, float | None]:
+        """``worker_cpu_ms_per_<what>``, ``db_cpu_ms_per_<what>`` and their sum."""
+        w = None if self.worker is None else round(1000 * self.worker / units, 3)
+        d = None if self.server is None else round(1000 * self.server / units, 3)
+        return {
+            f"worker_cpu_ms_per_{what}": w,
+            f"db_cpu_ms_per_{what}": d,
+            f"cpu_ms_per_{what}": None if w is None or d is None else round(w + d, 3),
+        }
 
 
 ZERO_DELAYS = {
@@ -109,6 +182,9 @@ def workers(
     cmd = [sys.executable, *WORKER_COMMAND[1:], f"--concurrency={concurrency}", *extra_args]
     full_env = {
         **os.environ,
+        # As deployed (docker-compose, Dockerfile): no debug cursor recording every query.
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
         "LOG_LEVEL": "WARNING",
         # Schedules stay out of the measurement.
         "STALE_CHECK_CRON": "0 0 1 1 *",
@@ -163,19 +239,23 @@ def noop_job_rate(
     from fulfillment.services.pipeline import _job_manager
     from fulfillment.tasks import noop
 
-    with workers(processes=processes, concurrency=concurrency):
+    with workers(processes=processes, concurrency=concurrency) as procs:
         template = noop.configure().job
         with transaction.atomic():
             _job_manager().batch_defer_jobs([template] * jobs)
+        cpu = CpuMeter(procs)
+        cpu.start()
         elapsed = _wait_for(
             "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'", jobs, timeout
         )
+        cpu.stop()
     return {
         "jobs": jobs,
         "processes": processes,
         "concurrency": concurrency,
         "seconds": round(elapsed, 2),
         "jobs_per_s": round(jobs / elapsed, 1),
+        **cpu.per(jobs, "job"),
     }
 
 
@@ -239,6 +319,25 @@ def _create_orders(products: list[tuple[int, str]], count: int, rng: random.Rand
         enqueue_first_stage(order_pks=[o.pk for o in orders])
 
 
+def _create_orders_bulk(products: list[tuple[int, str]], count: int, rng: random.Random) -> None:
+    """``count`` pending orders (1-3 lines each) through the bulk intake service, as
+    ``POST /api/v1/orders/bulk_create/`` makes them: one set-based transaction that reserves the
+    stock and defers every first stage job (scheduled after its simulated delay)."""
+    from fulfillment.services.orders import OrderDraft, order_bulk_create
+
+    drafts = [
+        OrderDraft(
+            customer_name="Bench",
+            customer_email="bench@example.com",
+            items=sorted(
+                (pid, rng.randint(1, 3)) for pid, _ in rng.sample(products, rng.randint(1, 3))
+            ),
+        )
+        for _ in range(count)
+    ]
+    order_bulk_create(drafts=drafts, atomic=True, actor="bench")
+
+
 def pipeline_rate(
     *, orders: int = 1000, processes: int = 1, concurrency: int = 8, timeout: float = 180
 ) -> dict[str, Any]:
@@ -246,11 +345,18 @@ def pipeline_rate(
     setup()
     _reset()
     products = _make_products()
-    with workers(processes=processes, concurrency=concurrency, env=ZERO_DELAYS):
+    with workers(processes=processes, concurrency=concurrency, env=ZERO_DELAYS) as procs:
         _create_orders(products, orders, random.Random(1))
+        cpu = CpuMeter(procs)
+        cpu.start()
         elapsed = _wait_for(
             "SELECT count(*) FROM fulfillment_order WHERE status = 'delivered'", orders, timeout
         )
+        cpu.stop()
+    retried = _sql(
+        "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'fulfillment.advance_order' "
+        "AND attempts > 1"
+    )[0][0]
     ships = _sql("SELECT count(*) FROM fulfillment_stockmovement WHERE kind = 'ship'")[0][0]
     return {
         "orders": orders,
@@ -260,6 +366,8 @@ def pipeline_rate(
         "orders_per_s": round(orders / elapsed, 1),
         "stage_jobs_per_s": round(3 * orders / elapsed, 1),
         "ship_rows": ships,
+        "retried_jobs": retried,
+        **cpu.per(orders, "order"),
     }
 
 
@@ -292,12 +400,15 @@ def default_delays(
     warmup: float = 15.0,
     concurrency: int = 8,
     extra_args: tuple[str, ...] = (),
+    intake: str = "bulk",
 ) -> dict[str, Any]:
     """Steady arrivals with the default delays and failure rates, one worker.
 
-    Orders arrive in batches every 0.5 s for ``seconds``; after ``warmup`` the driver samples
-    the orders in flight (non-terminal) each second and counts completions (delivered or
-    failed). The lag of each stage job is its start minus its scheduled time.
+    Orders arrive in batches every 0.5 s for ``seconds`` (``intake="bulk"``: one bulk intake
+    transaction per batch, so the load generator, on the same cores, stays light; ``"single"``:
+    one transaction per order); after ``warmup`` the driver samples the orders in flight
+    (non-terminal) each second and counts completions (delivered or failed). The lag of each
+    stage job is its start minus its scheduled time.
     """
     setup()
     _reset()
@@ -313,9 +424,12 @@ def default_delays(
         while (now := time.perf_counter()) - started < seconds:
             if now >= next_batch:
                 due = arrival_per_s * (now - started) - sent
-                # One short transaction per order, as ``POST /orders/`` does.
-                for _ in range(int(due)):
-                    _create_orders(products, 1, rng)
+                if intake == "bulk" and int(due) > 0:
+                    _create_orders_bulk(products, int(due), rng)
+                elif intake != "bulk":
+                    # One short transaction per order, as ``POST /orders/`` does.
+                    for _ in range(int(due)):
+                        _create_orders(products, 1, rng)
                 sent += max(int(due), 0)
                 next_batch += 0.5
             if now >= next_sample:
@@ -354,6 +468,7 @@ def default_delays(
         "arrival_per_s": arrival_per_s,
         "seconds": seconds,
         "concurrency": concurrency,
+        "intake": intake,
         "orders_created": int(sent),
         "arrived_per_s": round(sent / seconds, 1),
         "completed_per_min": round(completed * 60 / window, 1) if window else None,

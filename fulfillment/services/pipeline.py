@@ -16,23 +16,28 @@ rolls back with the stage.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.manager import JobManager
 
-from fulfillment.errors import FulfillmentError, InvalidTransition, NotFound, VersionConflict
-from fulfillment.models import Order
+from fulfillment.errors import (
+    FulfillmentError,
+    InvalidStockChange,
+    InvalidTransition,
+    NotFound,
+    VersionConflict,
+)
+from fulfillment.models import Order, StockMovement
 from fulfillment.services import inventory
 
 Status = Order.Status
@@ -64,13 +69,17 @@ for _source, _targets in ALLOWED.items():
     for _target in _targets:
         SOURCES.setdefault(_target, []).append(_source)
 
-# One statement per transition. The leading comment matters: pghistory adds its audit context to
-# every statement that does not start with SELECT, and this one must carry it to the UPDATE's
-# history trigger. ``lock_timeout`` is local to the transaction (the implicit one of this
-# statement when the caller has none).
-_TRANSITION_SQL = """
--- order transition
-SELECT set_config('lock_timeout', %(lock_timeout)s, true);
+# One statement per transition, stock effect included. It is a server-side prepared statement
+# (``PREPARE`` once per connection and variant, see :func:`_prepared`), so each stage pays for
+# executing it, not for parsing and planning six CTEs again.
+#
+# Lock order, as everywhere: the order row (``moved``), then the stock rows of its lines in
+# primary-key order (``locked``: it reads ``lines``, which reads ``moved``, so the order row is
+# always locked first). The stock change mirrors ``inventory.apply_stock_changes``: deltas
+# applied only where every invariant still holds, ``version`` bumped, one ledger row per line
+# with the balances after the change. When a line could not be changed the statement raises
+# (``fulfillment_stock_effect_failed``), which undoes all of it, order row included.
+_TRANSITION_BODY = """
 WITH moved AS (
     UPDATE fulfillment_order SET
         status = %(target)s,
@@ -87,6 +96,33 @@ WITH moved AS (
       AND (%(expected_status)s::varchar IS NULL OR status = %(expected_status)s)
       AND (%(expected_version)s::int IS NULL OR version = %(expected_version)s)
     RETURNING id
+), lines AS (
+    SELECT l.product_id, %(on_hand_sign)s::int * l.quantity AS oh, -l.quantity AS rs
+    FROM fulfillment_orderline l JOIN moved ON l.order_id = moved.id
+    WHERE %(stock_kind)s::varchar IS NOT NULL
+), locked AS (
+    SELECT s.id FROM fulfillment_stocklevel s
+    WHERE s.product_id IN (SELECT product_id FROM lines)
+    ORDER BY s.id
+    FOR UPDATE
+), upd AS (
+    UPDATE fulfillment_stocklevel s
+    SET on_hand = s.on_hand + lines.oh, reserved = s.reserved + lines.rs,
+        version = s.version + 1, updated_at = now()
+    FROM lines, locked
+    WHERE s.id = locked.id AND s.product_id = lines.product_id
+      AND s.on_hand + lines.oh >= 0
+      AND s.reserved + lines.rs >= 0
+      AND s.reserved + lines.rs <= s.on_hand + lines.oh
+    RETURNING s.product_id, s.on_hand, s.reserved, lines.oh, lines.rs
+), ledger AS (
+    INSERT INTO fulfillment_stockmovement
+        (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
+         order_id, reason, actor, created_at)
+    SELECT upd.product_id, %(stock_kind)s, upd.oh, upd.rs, upd.on_hand, upd.reserved,
+           moved.id, %(stock_reason)s, %(actor)s, now()
+    FROM upd CROSS JOIN moved
+    ORDER BY upd.product_id
 ), next_job AS (
     -- Procrastinate's own defer function, on this connection: the next stage job commits or
     -- rolls back with the transition.
@@ -99,103 +135,181 @@ WITH moved AS (
 )
 SELECT moved.id,
        (SELECT job_id FROM next_job),
-       CASE WHEN %(with_lines)s THEN (
-           SELECT array_agg(ARRAY[product_id, quantity] ORDER BY product_id)
-           FROM fulfillment_orderline WHERE order_id = moved.id)
+       CASE WHEN (SELECT count(*) FROM upd) <> (SELECT count(*) FROM lines)
+           THEN fulfillment_stock_effect_failed(json_build_object(
+               'lines', (SELECT array_agg(product_id) FROM lines),
+               'changed', (SELECT array_agg(product_id) FROM upd))::text)
        END
 FROM moved
 """
+
+# The parameters of the prepared statement, in order, with their types.
+_TRANSITION_PARAMS: tuple[tuple[str, str], ...] = (
+    ("target", "varchar"),
+    ("now", "timestamptz"),
+    ("reason", "varchar"),
+    ("tracking", "varchar"),
+    ("key", "{key_type}"),
+    ("sources", "varchar[]"),
+    ("expected_status", "varchar"),
+    ("expected_version", "int"),
+    ("stock_kind", "varchar"),
+    ("on_hand_sign", "int"),
+    ("stock_reason", "varchar"),
+    ("actor", "varchar"),
+    ("defer_next", "boolean"),
+    ("job_queue", "varchar"),
+    ("job_task", "varchar"),
+    ("job_priority", "int"),
+    ("job_scheduled_at", "timestamptz"),
+)
+# What a stage sends: the leading comment matters, as pghistory adds its audit context to every
+# statement that does not start with SELECT, and this one must carry it to the history triggers
+# of the order and stock rows. ``lock_timeout`` and the plan choice are local to the transaction
+# (the implicit one of this statement when the caller has none); the generic plan is the point
+# of preparing (the custom plans of the first executions would each be planned again).
+_TRANSITION_EXEC = """-- order transition
+SELECT set_config('lock_timeout', %(lock_timeout)s, true),
+       set_config('plan_cache_mode', 'force_generic_plan', true);
+EXECUTE {name}({args})"""
+
+STOCK_MESSAGE = "fulfillment:stock_effect_failed"
+# The stock effect of reaching each target: (ledger kind, sign of the on_hand change per unit);
+# reserved always drops by the line quantity.
+STOCK_EFFECT: dict[str, tuple[str, int]] = {
+    Status.SHIPPED: (StockMovement.Kind.SHIP, -1),
+    Status.CANCELLED: (StockMovement.Kind.RELEASE, 0),
+    Status.FAILED: (StockMovement.Kind.RELEASE, 0),
+}
+STOCK_TARGETS = frozenset(STOCK_EFFECT)
 
 
 @dataclass(frozen=True)
 class _Moved:
     order_pk: int
     next_job_id: int | None
-    lines: list[tuple[int, int]]
+
+
+@cache
+def _prepare_sql(timestamp_field: str, key: str) -> tuple[str, str, str]:
+    """(name, PREPARE statement, EXECUTE statement) of one variant of the transition."""
+    name = f"fulfillment_transition_{timestamp_field}_{key}"
+    body = _TRANSITION_BODY.format(timestamp_field=timestamp_field, key=key)
+    types = []
+    for i, (param, type_) in enumerate(_TRANSITION_PARAMS, start=1):
+        body = body.replace(f"%({param})s", f"${i}")
+        types.append(type_.format(key_type="bigint" if key == "id" else "uuid"))
+    assert "%(" not in body, "every parameter of the transition must be listed"
+    prepare = f"PREPARE {name} ({', '.join(types)}) AS {body}"
+    execute = _TRANSITION_EXEC.format(
+        name=name, args=", ".join(f"%({param})s" for param, _ in _TRANSITION_PARAMS)
+    )
+    return name, prepare, execute
+
+
+def _prepared(timestamp_field: str, key: str) -> str:
+    """The EXECUTE statement of a transition variant, preparing it first on this connection if
+    it is not yet (prepared statements live as long as the database session)."""
+    name, prepare, execute = _prepare_sql(timestamp_field, key)
+    connection.ensure_connection()
+    raw = connection.connection
+    done: set[str] | None = getattr(raw, "_fulfillment_prepared", None)
+    if done is None:
+        done = set()
+        raw._fulfillment_prepared = done
+    if name not in done:
+        with connection.cursor() as cur:
+            cur.execute(prepare)
+        done.add(name)
+    return execute
+
+
+@cache
+def _advance_job() -> tuple[str, str, int]:
+    """Queue, name and priority of the stage job (the task's defaults), read once."""
+    from fulfillment.tasks import advance_order
+
+    return advance_order.queue, advance_order.name, advance_order.priority
 
 
 def _transition_row(
     *,
     target: str,
-    order_pk: int | None,
-    order_id: UUID | None,
-    expected_status: str | None,
-    expected_version: int | None,
-    reason: str,
-    lock_timeout: str,
+    actor: str,
+    order_pk: int | None = None,
+    order_id: UUID | None = None,
+    expected_status: str | None = None,
+    expected_version: int | None = None,
+    reason: str = "",
+    lock_timeout: str = "0",
     tracking_number: str = "",
     defer_next: bool = False,
 ) -> _Moved | None:
-    """One statement: a conditional ``UPDATE ... RETURNING`` locks the order row, checks that it
-    may move to ``target`` (and is in ``expected_status`` / at ``expected_version``), moves it,
-    sets the stage timestamp and ``status_changed_at`` and bumps ``version``; with
-    ``defer_next`` it also defers the job of the next stage (scheduled after its simulated
-    delay); it returns the order's lines when the move has a stock effect. None when no row
-    qualified (nothing was written)."""
+    """One statement (its own transaction unless the caller has one): a conditional
+    ``UPDATE ... RETURNING`` locks the order row, checks that it may move to ``target`` (and is
+    in ``expected_status`` / at ``expected_version``), moves it, sets the stage timestamp and
+    ``status_changed_at`` and bumps ``version``; for a move with a stock effect (ship, release)
+    it locks the stock rows of the order's lines in primary-key order, changes them and writes
+    the ledger rows; with ``defer_next`` it defers the job of the next stage (scheduled after
+    its simulated delay). None when no order row qualified (nothing was written); raises
+    InvalidStockChange, with nothing written, when a line's stock could not be changed."""
     if order_pk is None and order_id is None:
         raise TypeError("order_pk or order_id is required")
-    sql = _TRANSITION_SQL.format(
-        timestamp_field=TIMESTAMP_FIELD[target], key="id" if order_pk is not None else "order_id"
-    )
+    sql = _prepared(TIMESTAMP_FIELD[target], "id" if order_pk is not None else "order_id")
     now = timezone.now()
     defer_next = defer_next and target in NEXT_STAGE
     scheduled_at = None
     if defer_next:
         delay = stage_delay(order_pk=order_pk or 0, stage=NEXT_STAGE[target])
         scheduled_at = now + timedelta(seconds=delay) if delay > 0 else None
-    task = _advance_task()
-    with connection.cursor() as cur:
-        cur.execute(
-            sql,
-            {
-                "lock_timeout": lock_timeout,
-                "target": target,
-                "now": now,
-                "reason": reason[:255],
-                "tracking": tracking_number[:64],
-                "key": order_pk if order_pk is not None else order_id,
-                "sources": SOURCES.get(target, []),
-                "expected_status": expected_status,
-                "expected_version": expected_version,
-                "defer_next": defer_next,
-                "job_queue": task.queue,
-                "job_task": task.name,
-                "job_priority": task.priority,
-                "job_scheduled_at": scheduled_at,
-                "with_lines": target in STOCK_TARGETS,
-            },
-        )
-        # Several statements, several results (pghistory may already have moved past some):
-        # the last one is the transition's.
-        while cur.nextset():
-            pass
-        row = cur.fetchone()
+    stock_kind, on_hand_sign = STOCK_EFFECT.get(target, (None, 0))
+    job_queue, job_task, job_priority = _advance_job()
+    try:
+        with connection.cursor() as cur:
+            cur.execute(
+                sql,
+                {
+                    "lock_timeout": lock_timeout,
+                    "target": target,
+                    "now": now,
+                    "reason": reason[:255],
+                    "tracking": tracking_number[:64],
+                    "key": order_pk if order_pk is not None else order_id,
+                    "sources": SOURCES.get(target, []),
+                    "expected_status": expected_status,
+                    "expected_version": expected_version,
+                    "stock_kind": stock_kind,
+                    "on_hand_sign": on_hand_sign,
+                    "stock_reason": (reason or target) if stock_kind == "release" else "",
+                    "actor": actor,
+                    "defer_next": defer_next,
+                    "job_queue": job_queue,
+                    "job_task": job_task,
+                    "job_priority": job_priority,
+                    "job_scheduled_at": scheduled_at,
+                },
+            )
+            # Several statements, several results (pghistory may already have moved past some):
+            # the last one is the transition's.
+            while cur.nextset():
+                pass
+            row = cur.fetchone()
+    except DatabaseError as exc:
+        diag = getattr(exc.__cause__, "diag", None)
+        if diag is None or diag.message_primary != STOCK_MESSAGE:
+            raise
+        raise InvalidStockChange(
+            "the stock effect of the move would leave stock negative or reserved above on hand",
+            target=target,
+            **json.loads(diag.message_detail or "{}"),
+        ) from None
     if row is None:
         return None
-    return _Moved(int(row[0]), row[1], [(int(p), int(q)) for p, q in row[2] or []])
-
-
-STOCK_TARGETS = frozenset({Status.SHIPPED, Status.CANCELLED, Status.FAILED})
-
-
-@cache
-def _advance_task() -> Any:
-    from fulfillment.tasks import advance_order
-
-    return advance_order
-
-
-def _stock_effect(
-    *, order_pk: int, lines: list[tuple[int, int]], target: str, actor: str, reason: str
-) -> None:
-    """Ship or release the order's lines through the inventory service (after the order row
-    lock, so the lock order is order, then stock rows in primary-key order)."""
-    if target == Status.SHIPPED:
-        inventory.stock_ship(lines=lines, order_id=order_pk, actor=actor)
-    elif target in (Status.CANCELLED, Status.FAILED):
-        inventory.stock_release(
-            lines=lines, order_id=order_pk, actor=actor, reason=reason or target
-        )
+    if stock_kind is not None:
+        # The inventory service's cache contract: a stock write drops the cached summary once
+        # it commits (this statement writes stock rows without going through that service).
+        inventory._invalidate_summary_on_commit()
+    return _Moved(int(row[0]), row[1])
 
 
 def _explain_refusal(
@@ -212,36 +326,7 @@ def _explain_refusal(
     return InvalidTransition(order.order_id, order.status, target)
 
 
-def _move(
-    *,
-    target: str,
-    actor: str,
-    order_pk: int | None = None,
-    order_id: UUID | None = None,
-    expected_status: str | None = None,
-    expected_version: int | None = None,
-    reason: str = "",
-    lock_timeout: str = "0",
-    tracking_number: str = "",
-    defer_next: bool = False,
-) -> _Moved | None:
-    """The transition and its stock effect, inside the caller's transaction."""
-    moved = _transition_row(
-        defer_next=defer_next,
-        tracking_number=tracking_number,
-        target=target,
-        order_pk=order_pk,
-        order_id=order_id,
-        expected_status=expected_status,
-        expected_version=expected_version,
-        reason=reason,
-        lock_timeout=lock_timeout,
-    )
-    if moved is not None and target in STOCK_TARGETS:
-        _stock_effect(
-            order_pk=moved.order_pk, lines=moved.lines, target=target, actor=actor, reason=reason
-        )
-    return moved
+_move = _transition_row  # the transition with its stock effect, in the caller's transaction
 
 
 @transaction.atomic
@@ -259,10 +344,12 @@ def order_transition(
     """Move one order to ``target`` with the stock effect of the move; every status change goes
     through here (or through :func:`order_advance`, which uses the same core).
 
-    One conditional UPDATE locks the order row and moves it only if the move is legal (and the
-    order is in ``expected_status`` / at ``expected_version``); then the inventory service locks
-    the stock rows in primary-key order: order-then-stock is the lock order everywhere. Raises
-    NotFound, VersionConflict or InvalidTransition when nothing qualified; nothing is written then.
+    One statement (:func:`_transition_row`): a conditional UPDATE locks the order row and moves
+    it only if the move is legal (and the order is in ``expected_status`` / at
+    ``expected_version``); then the stock rows of its lines are locked in primary-key order and
+    shipped or released with their ledger rows: order-then-stock is the lock order everywhere.
+    Raises NotFound, VersionConflict or InvalidTransition when nothing qualified; nothing is
+    written then.
     """
     moved = _move(
         target=target,
@@ -367,13 +454,13 @@ class StageOutcome:
 def order_advance(*, order_pk: int, expected_status: str, actor: str) -> StageOutcome:
     """Run one stage of one order: the body of the ``advance_order`` job.
 
-    One transaction. The transition statement of :func:`_transition_row` locks the order row
-    (waiting at most ``PIPELINE_LOCK_TIMEOUT_MS``, so a stuck lock becomes a retryable error
-    rather than a blocked worker), moves it only if it is still in ``expected_status`` (so
-    re-running a job changes nothing: "skipped") and defers the next stage job. Stages without
-    a stock effect are that one statement (its own transaction); shipping adds the inventory
-    service's stock change inside an explicit transaction. A simulated failure moves the order
-    to ``failed`` and releases its reservation instead.
+    One transaction: the statement of :func:`_transition_row`, run in autocommit, is its own.
+    It locks the order row (waiting at most ``PIPELINE_LOCK_TIMEOUT_MS``, so a stuck lock becomes
+    a retryable error rather than a blocked worker), moves it only if it is still in
+    ``expected_status`` (so re-running a job changes nothing: "skipped"), applies the stock
+    effect (shipping: ``on_hand`` and ``reserved`` drop, one ``ship`` ledger row per line) and
+    defers the next stage job. A simulated failure moves the order to ``failed`` and releases
+    its reservation instead. Inside a caller's transaction (tests) it joins that transaction.
     """
     target = NEXT_STAGE.get(expected_status)
     if target is None:
@@ -381,17 +468,17 @@ def order_advance(*, order_pk: int, expected_status: str, actor: str) -> StageOu
     fails = Status.FAILED in ALLOWED[expected_status] and stage_fails(
         order_pk=order_pk, stage=target
     )
-    final = Status.FAILED if fails else target
-    with transaction.atomic() if final in STOCK_TARGETS else nullcontext():
-        moved = _move(
-            target=final,
-            actor=actor,
-            order_pk=order_pk,
-            expected_status=expected_status,
-            reason=f"simulated failure in stage {target}" if fails else "",
-            lock_timeout=_lock_timeout(),
-            defer_next=not fails,
-        )
+    moved = _transition_row(
+        target=Status.FAILED if fails else target,
+        actor=actor,
+        order_pk=order_pk,
+        order_id=None,
+        expected_status=expected_status,
+        expected_version=None,
+        reason=f"simulated failure in stage {target}" if fails else "",
+        lock_timeout=_lock_timeout(),
+        defer_next=not fails,
+    )
     if moved is None:
         status = Order.objects.filter(pk=order_pk).values_list("status", flat=True).first()
         return StageOutcome(order_pk, expected_status, "skipped", status)

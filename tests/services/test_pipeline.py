@@ -11,7 +11,7 @@ from django.db.models import Sum
 from pghistory.models import Events
 from procrastinate.contrib.django import app
 
-from fulfillment.errors import InvalidTransition
+from fulfillment.errors import InvalidStockChange, InvalidTransition
 from fulfillment.models import Order, StockLevel, StockMovement
 from fulfillment.services import pipeline
 from fulfillment.services.reconciliation import inventory_reconcile
@@ -154,6 +154,30 @@ def test_deferral_inside_a_worker_joins_the_django_transaction():
         transaction.set_rollback(True)
 
     assert jobs() == []
+
+
+def test_shipping_stage_is_one_autocommit_statement_that_writes_nothing_if_stock_refuses():
+    """Transition, stock effect, ledger rows and next job are one statement: when the stock of a
+    line cannot be shipped (here its reservation vanished behind the services' back), the
+    statement raises and nothing of the stage is left, order row and next job included."""
+    # given: an order in processing whose product lost its reservation
+    product = make_product(stock=5)
+    order = make_order(lines=[(product, 2)], enqueue=False)
+    pipeline.order_transition(order_pk=order.pk, target=Status.PROCESSING, actor="test")
+    StockLevel.objects.filter(product=product).update(reserved=0)
+    jobs_before = jobs()
+
+    # when
+    with pytest.raises(InvalidStockChange):
+        pipeline.order_advance(order_pk=order.pk, expected_status=Status.PROCESSING, actor="t")
+
+    # then
+    order.refresh_from_db()
+    assert order.status == Status.PROCESSING and order.shipped_at is None
+    assert ledger_kinds(order) == ["reserve"]
+    assert StockLevel.objects.get(product=product).on_hand == 5
+    assert jobs() == jobs_before
+    assert not connection.in_atomic_block
 
 
 def test_rerunning_a_stage_job_for_an_order_past_that_stage_changes_nothing():
