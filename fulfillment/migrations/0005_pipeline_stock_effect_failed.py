@@ -17,7 +17,7 @@ $$;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("fulfillment", "0003_pipeline_reports"),
+        ("fulfillment", "0004_api_keys"),
     ]
 
     operations = [
