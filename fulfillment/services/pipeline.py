@@ -22,8 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
+from typing import Any
 from uuid import UUID
 
+import psycopg.errors
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -255,7 +257,7 @@ def _transition_row(
     InvalidStockChange, with nothing written, when a line's stock could not be changed."""
     if order_pk is None and order_id is None:
         raise TypeError("order_pk or order_id is required")
-    sql = _prepared(TIMESTAMP_FIELD[target], "id" if order_pk is not None else "order_id")
+    variant = (TIMESTAMP_FIELD[target], "id" if order_pk is not None else "order_id")
     now = timezone.now()
     defer_next = defer_next and target in NEXT_STAGE
     scheduled_at = None
@@ -264,36 +266,38 @@ def _transition_row(
         scheduled_at = now + timedelta(seconds=delay) if delay > 0 else None
     stock_kind, on_hand_sign = STOCK_EFFECT.get(target, (None, 0))
     job_queue, job_task, job_priority = _advance_job()
+    params = {
+        "lock_timeout": lock_timeout,
+        "target": target,
+        "now": now,
+        "reason": reason[:255],
+        "tracking": tracking_number[:64],
+        "key": order_pk if order_pk is not None else order_id,
+        "sources": SOURCES.get(target, []),
+        "expected_status": expected_status,
+        "expected_version": expected_version,
+        "stock_kind": stock_kind,
+        "on_hand_sign": on_hand_sign,
+        "stock_reason": (reason or target) if stock_kind == "release" else "",
+        "actor": actor,
+        "defer_next": defer_next,
+        "job_queue": job_queue,
+        "job_task": job_task,
+        "job_priority": job_priority,
+        "job_scheduled_at": scheduled_at,
+    }
     try:
-        with connection.cursor() as cur:
-            cur.execute(
-                sql,
-                {
-                    "lock_timeout": lock_timeout,
-                    "target": target,
-                    "now": now,
-                    "reason": reason[:255],
-                    "tracking": tracking_number[:64],
-                    "key": order_pk if order_pk is not None else order_id,
-                    "sources": SOURCES.get(target, []),
-                    "expected_status": expected_status,
-                    "expected_version": expected_version,
-                    "stock_kind": stock_kind,
-                    "on_hand_sign": on_hand_sign,
-                    "stock_reason": (reason or target) if stock_kind == "release" else "",
-                    "actor": actor,
-                    "defer_next": defer_next,
-                    "job_queue": job_queue,
-                    "job_task": job_task,
-                    "job_priority": job_priority,
-                    "job_scheduled_at": scheduled_at,
-                },
-            )
-            # Several statements, several results (pghistory may already have moved past some):
-            # the last one is the transition's.
-            while cur.nextset():
-                pass
-            row = cur.fetchone()
+        try:
+            row = _execute(_prepared(*variant), params)
+        except DatabaseError as exc:
+            # The session lost its prepared statements (``DEALLOCATE ALL``, ``DISCARD ALL``):
+            # prepare again and run once more, unless a failed statement spoilt a transaction.
+            if connection.in_atomic_block or not isinstance(
+                exc.__cause__, psycopg.errors.InvalidSqlStatementName
+            ):
+                raise
+            connection.connection._fulfillment_prepared = set()
+            row = _execute(_prepared(*variant), params)
     except DatabaseError as exc:
         diag = getattr(exc.__cause__, "diag", None)
         if diag is None or diag.message_primary != STOCK_MESSAGE:
@@ -310,6 +314,16 @@ def _transition_row(
         # it commits (this statement writes stock rows without going through that service).
         inventory._invalidate_summary_on_commit()
     return _Moved(int(row[0]), row[1])
+
+
+def _execute(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        # Several statements, several results (pghistory may already have moved past some): the
+        # last one is the transition's.
+        while cur.nextset():
+            pass
+        return cur.fetchone()  # type: ignore[no-any-return]
 
 
 def _explain_refusal(

@@ -180,6 +180,23 @@ def test_shipping_stage_is_one_autocommit_statement_that_writes_nothing_if_stock
     assert not connection.in_atomic_block
 
 
+def test_stage_prepares_its_statement_again_when_the_session_lost_it():
+    # given: the stage statement was prepared on this connection, then deallocated
+    product = make_product(stock=5)
+    first, second = (make_order(lines=[(product, 1)], enqueue=False) for _ in range(2))
+    pipeline.order_advance(order_pk=first.pk, expected_status=Status.PENDING, actor="t")
+    with connection.cursor() as cur:
+        cur.execute("DEALLOCATE ALL")
+
+    # when
+    outcome = pipeline.order_advance(order_pk=second.pk, expected_status=Status.PENDING, actor="t")
+
+    # then
+    assert outcome.action == "advanced"
+    second.refresh_from_db()
+    assert second.status == Status.PROCESSING
+
+
 def test_rerunning_a_stage_job_for_an_order_past_that_stage_changes_nothing():
     # given: a delivered order
     product = make_product(stock=5)
