@@ -96,8 +96,15 @@ def order_body(n: int = 0) -> dict[str, Any]:
     }
 
 
+def _expected(response: Any, outcome: str) -> None:
+    """An expected refusal: a success, counted under its own name (e.g. ``POST /orders/ (409
+    insufficient_stock)``) so the statistics show how often it happened."""
+    response.request_meta["name"] = f"{response.request_meta['name']} ({outcome})"
+    response.success()
+
+
 def check(response: Any, ok: tuple[int, ...]) -> Any:
-    """Mark 5xx and unexpected statuses as failures; expected 409s as successes."""
+    """Mark 5xx and unexpected statuses as failures; expected 409s and 429s as successes."""
     if response.status_code >= 500 or response.status_code == 0:
         response.failure(f"server error {response.status_code}")
         return None
@@ -110,10 +117,10 @@ def check(response: Any, ok: tuple[int, ...]) -> Any:
         except (ValueError, KeyError, TypeError):
             code = ""
         if code in EXPECTED_CONFLICTS:
-            response.success()
+            _expected(response, f"409 {code}")
             return None
     if response.status_code == 429:
-        response.success()  # throttled: the server protecting itself is not an error
+        _expected(response, "429 throttled")  # the server protecting itself is not an error
         return None
     response.failure(f"unexpected {response.status_code}: {response.text[:200]}")
     return None
