@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from loadtests.bench import Bench, scenario
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "bench_pipeline"
 _ready = False
@@ -215,14 +217,15 @@ def workers(
                 p.wait()
 
 
-def _wait_for(query: str, target: int, timeout: float) -> float:
-    """Poll until ``query`` returns ``target``; the elapsed seconds (raises on timeout)."""
+def _wait_for(query: str, target: int, timeout: float) -> tuple[float, int]:
+    """Poll until ``query`` returns ``target`` or ``timeout`` seconds have passed; the elapsed
+    seconds and the count reached (a bounded run reports what it got done)."""
     started = time.perf_counter()
-    while _sql(query)[0][0] < target:
+    while (count := _sql(query)[0][0]) < target:
         if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"{query!r} did not reach {target} within {timeout} s")
+            break
         time.sleep(0.02)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, int(count)
 
 
 # ----- scenarios ------------------------------------------------------------------------------
@@ -245,17 +248,17 @@ def noop_job_rate(
             _job_manager().batch_defer_jobs([template] * jobs)
         cpu = CpuMeter(procs)
         cpu.start()
-        elapsed = _wait_for(
+        elapsed, done = _wait_for(
             "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'", jobs, timeout
         )
         cpu.stop()
     return {
-        "jobs": jobs,
+        "jobs": done,
         "processes": processes,
         "concurrency": concurrency,
         "seconds": round(elapsed, 2),
-        "jobs_per_s": round(jobs / elapsed, 1),
-        **cpu.per(jobs, "job"),
+        "jobs_per_s": round(done / elapsed, 1),
+        **cpu.per(max(done, 1), "job"),
     }
 
 
@@ -345,11 +348,17 @@ def pipeline_rate(
     setup()
     _reset()
     products = _make_products()
+    from django.conf import settings
+    from django.test import override_settings
+
+    # The first stage is scheduled by intake (this process): after no delay either.
+    no_delays = {stage: (0.0, 0.0) for stage in settings.PIPELINE_DELAYS}
     with workers(processes=processes, concurrency=concurrency, env=ZERO_DELAYS) as procs:
-        _create_orders(products, orders, random.Random(1))
+        with override_settings(PIPELINE_DELAYS=no_delays):
+            _create_orders(products, orders, random.Random(1))
         cpu = CpuMeter(procs)
         cpu.start()
-        elapsed = _wait_for(
+        elapsed, delivered = _wait_for(
             "SELECT count(*) FROM fulfillment_order WHERE status = 'delivered'", orders, timeout
         )
         cpu.stop()
@@ -359,28 +368,39 @@ def pipeline_rate(
     )[0][0]
     ships = _sql("SELECT count(*) FROM fulfillment_stockmovement WHERE kind = 'ship'")[0][0]
     return {
-        "orders": orders,
+        "orders": delivered,
         "processes": processes,
         "concurrency": concurrency,
         "seconds": round(elapsed, 2),
-        "orders_per_s": round(orders / elapsed, 1),
-        "stage_jobs_per_s": round(3 * orders / elapsed, 1),
+        "orders_per_s": round(delivered / elapsed, 1),
+        "stage_jobs_per_s": round(3 * delivered / elapsed, 1),
         "ship_rows": ships,
         "retried_jobs": retried,
-        **cpu.per(orders, "order"),
+        **cpu.per(max(delivered, 1), "order"),
     }
 
 
 def zero_delay_throughput(
-    *, concurrencies: tuple[int, ...] = (4, 8, 16), orders: int = 1000, noop_jobs: int = 3000
+    *,
+    concurrencies: tuple[int, ...] = (4, 8, 16),
+    orders: int = 1000,
+    noop_jobs: int = 3000,
+    timeout: float = 180,
 ) -> dict[str, Any]:
-    """Pipeline orders/s next to no-op jobs/s, one worker (best concurrency) and two workers."""
-    one = [pipeline_rate(orders=orders, concurrency=c) for c in concurrencies]
+    """Pipeline orders/s next to no-op jobs/s, one worker (best concurrency) and two workers;
+    each run stops after ``timeout`` seconds and reports what it completed by then."""
+    one = [pipeline_rate(orders=orders, concurrency=c, timeout=timeout) for c in concurrencies]
     best = max(one, key=lambda r: r["orders_per_s"])
-    noop_one = [noop_job_rate(jobs=noop_jobs, concurrency=c) for c in concurrencies]
+    noop_one = [
+        noop_job_rate(jobs=noop_jobs, concurrency=c, timeout=timeout) for c in concurrencies
+    ]
     noop_best = max(noop_one, key=lambda r: r["jobs_per_s"])
-    two = pipeline_rate(orders=orders, processes=2, concurrency=best["concurrency"])
-    noop_two = noop_job_rate(jobs=noop_jobs, processes=2, concurrency=noop_best["concurrency"])
+    two = pipeline_rate(
+        orders=orders, processes=2, concurrency=best["concurrency"], timeout=timeout
+    )
+    noop_two = noop_job_rate(
+        jobs=noop_jobs, processes=2, concurrency=noop_best["concurrency"], timeout=timeout
+    )
     return {
         "pipeline_one_worker": one,
         "noop_one_worker": noop_one,
@@ -483,18 +503,59 @@ def default_delays(
 
 
 def default_delays_sweep(
-    *, rates: tuple[float, ...] = (25, 50, 75, 100), seconds: float = 45.0, concurrency: int = 8
+    *,
+    rates: tuple[float, ...] = (25, 50, 75, 100),
+    seconds: float = 45.0,
+    warmup: float = 15.0,
+    concurrency: int = 8,
 ) -> dict[str, Any]:
     """:func:`default_delays` at rising arrival rates until the p99 stage start lag exceeds 1 s;
     the best run is the highest rate that kept p99 within 1 s."""
     runs = []
     for rate in rates:
-        run = default_delays(arrival_per_s=rate, seconds=seconds, concurrency=concurrency)
+        run = default_delays(
+            arrival_per_s=rate, seconds=seconds, warmup=warmup, concurrency=concurrency
+        )
         runs.append(run)
         if run["lag_p99_s"] is None or run["lag_p99_s"] > 1.0:
             break
     ok = [r for r in runs if r["lag_p99_s"] is not None and r["lag_p99_s"] <= 1.0]
     return {"runs": runs, "best": ok[-1] if ok else None}
+
+
+# ----- scenarios of the benchmark driver (`make bench`, loadtests/bench.py) ------------------
+
+
+def _close_connections() -> None:
+    # The driver forks load generators later; they must not inherit open connections.
+    from django.db import connections
+
+    connections.close_all()
+
+
+@scenario("pipeline_zero_delays", once=True)
+def bench_zero_delays(bench: Bench) -> dict[str, Any]:
+    """:func:`zero_delay_throughput` with the driver's sizes."""
+    try:
+        return zero_delay_throughput(
+            concurrencies=bench.worker_concurrencies,
+            orders=bench.pipeline_orders,
+            noop_jobs=bench.noop_jobs,
+            timeout=bench.pipeline_timeout,
+        )
+    finally:
+        _close_connections()
+
+
+@scenario("pipeline_default_delays", once=True)
+def bench_default_delays(bench: Bench) -> dict[str, Any]:
+    """:func:`default_delays_sweep` with the driver's rates and durations."""
+    try:
+        return default_delays_sweep(
+            rates=bench.delay_rates, seconds=bench.delay_seconds, warmup=bench.delay_warmup
+        )
+    finally:
+        _close_connections()
 
 
 # ----- report ---------------------------------------------------------------------------------
