@@ -38,9 +38,10 @@ locust: $(STAMP)
 loadtest: $(STAMP)
 	@$(PY) loadtests/run_loadtest.py --host $(LOCUST_HOST) --users $(LOCUST_USERS) --time $(LOCUST_TIME)
 
-# Benchmark (issue 4 and later issues add scenarios): ARGS='--duration 30' make bench
+# Every benchmark scenario on a throwaway embedded PostgreSQL/Redis (< 10 min), report in
+# loadtests/reports/bench.md; `make bench ARGS=--quick` runs each briefly (< 2 min).
 bench: $(STAMP)
-	@$(PY) -m loadtests.bench $(ARGS)
+	@BENCH_COMMAND="make bench$(if $(ARGS), ARGS='$(ARGS)')" $(PY) -m loadtests.bench $(ARGS)
 
 stack-start: $(STAMP)
 	@$(PY) -m config.devstack start

@@ -5,7 +5,8 @@ It starts a THROWAWAY embedded PostgreSQL and Redis (``config.devstack.DevStack`
 directory, stopped and deleted at the end), so the dev database is never touched and every run
 starts from the same empty state. Each figure is measured next to its reference in the same run,
 and the report shows their ratio, the target from the issues and pass/miss. It prints one
-Markdown report and writes it to ``loadtests/reports/bench.md``.
+Markdown report and writes it to ``loadtests/reports/bench.md`` (every figure also to
+``bench.json`` beside it).
 
 A benchmark is a set of scenario functions; each takes the shared :class:`Bench` (servers,
 running gunicorn, bench products, sizes) and returns a dict of figures. ``main`` runs the
@@ -124,26 +125,31 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def start_web(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_web(
+    env: dict[str, str], workers: int, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """gunicorn as `make run` starts it (``WEB_COMMAND``) on a free loopback port, in its own
-    process group; returns it and its base URL once ``/health/live/`` answers."""
+    process group, its output in ``log`` (every refused order logs a warning); returns it and
+    its base URL once ``/health/live/`` answers."""
     import http.client
 
     from config.launcher import WEB_COMMAND, _venv_bin
 
     port = _free_port()
-    proc = subprocess.Popen(
-        _venv_bin(WEB_COMMAND),
-        cwd=ROOT,
-        env={
-            **env,
-            "BIND": f"127.0.0.1:{port}",
-            "WEB_CONCURRENCY": str(workers),
-            "LOG_LEVEL": env.get("LOG_LEVEL", "warning"),
-            "PYTHONUNBUFFERED": "1",
-        },
-        start_new_session=True,
-    )
+    with open(log or os.devnull, "ab") as out:
+        proc = subprocess.Popen(
+            _venv_bin(WEB_COMMAND),
+            cwd=ROOT,
+            env={
+                **env,
+                "BIND": f"127.0.0.1:{port}",
+                "WEB_CONCURRENCY": str(workers),
+                "PYTHONUNBUFFERED": "1",
+            },
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -244,8 +250,8 @@ print(json.dumps({{"products": products, "hot": hot, "key": key}}))
         self.hot_product_ids = out["hot"]
         self.headers = {"Authorization": f"Bearer {out['key']}"} if out["key"] else {}
 
-    def start_gunicorn(self) -> None:
-        self._gunicorn, self.base_url = start_web(self.env, self.web_concurrency)
+    def start_gunicorn(self, log: Path) -> None:
+        self._gunicorn, self.base_url = start_web(self.env, self.web_concurrency, log)
 
     def stop_gunicorn(self) -> None:
         stop_web(self._gunicorn)
@@ -630,23 +636,30 @@ def _verdict(ok: bool | None) -> str:
     return "—" if ok is None else ("**pass**" if ok else "**MISS**")
 
 
-def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str, str]]:
+Row = tuple[str, str, str, str, str, str]
+
+
+def _vs_ceiling(label: str, figures: dict[str, Any], ceiling: str, minimum: float | None) -> Row:
+    """An intake throughput row: orders/s against the raw-SQL ceiling of the same run."""
+    ratio = figures.get("ratio to SQL ceiling")
+    return (
+        label,
+        f"{_fmt(figures['orders/s'])} orders/s",
+        ceiling,
+        _fmt(ratio) if ratio is not None else "",
+        f"≥ {minimum}" if minimum is not None else "— (none set)",
+        _verdict(None if ratio is None or minimum is None else ratio >= minimum),
+    )
+
+
+def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     """(figure, value, reference measured in the same run, ratio, target, pass/miss)."""
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[Row] = []
     pg = results.get("pgbench_single", {})
     ceiling = f"raw SQL (pgbench) {_fmt(pg['orders/s'])} orders/s" if pg else "not run"
     if single := results.get("http_single"):
-        ratio = single.get("ratio to SQL ceiling")
-        rows.append(
-            (
-                f"intake: accepted orders/s ({single['clients']} clients, 50 products)",
-                f"{_fmt(single['orders/s'])} orders/s",
-                ceiling,
-                _fmt(ratio) if ratio is not None else "",
-                "≥ 0.4",
-                _verdict(None if ratio is None else ratio >= 0.4),
-            )
-        )
+        label = f"intake: accepted orders/s ({single['clients']} clients, 50 products)"
+        rows.append(_vs_ceiling(label, single, ceiling, 0.4))
         rows.append(
             (
                 "intake: latency p50 / p99",
@@ -659,18 +672,11 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
         )
         rows.append(("intake: 5xx", _fmt(single["5xx"]), "", "", "0", _verdict(single["5xx"] == 0)))
     if hot := results.get("http_hot_product"):
-        ratio = hot.get("ratio to SQL ceiling")
-        rows.append(
-            (
-                f"hot product: accepted orders/s ({_fmt(hot['units'])} units, "
-                f"{hot['clients']} clients, until sold out in {_fmt(hot['seconds'])} s)",
-                f"{_fmt(hot['orders/s'])} orders/s",
-                ceiling,
-                _fmt(ratio) if ratio is not None else "",
-                "— (none set)",
-                _verdict(None),
-            )
+        label = (
+            f"hot product: accepted orders/s ({_fmt(hot['units'])} units, {hot['clients']} "
+            f"clients, until sold out in {_fmt(hot['seconds'])} s)"
         )
+        rows.append(_vs_ceiling(label, hot, ceiling, None))
         rows.append(
             (
                 "hot product: oversell (units sold beyond the stock)",
@@ -683,17 +689,8 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str
             )
         )
     if bulk := results.get("http_bulk"):
-        ratio = bulk.get("ratio to SQL ceiling")
-        rows.append(
-            (
-                f"bulk: orders/s through bulk_create of {_fmt(bulk['orders/request'])}",
-                f"{_fmt(bulk['orders/s'])} orders/s",
-                ceiling,
-                _fmt(ratio) if ratio is not None else "",
-                "≥ 1.5",
-                _verdict(None if ratio is None else ratio >= 1.5),
-            )
-        )
+        label = f"bulk: orders/s through bulk_create of {_fmt(bulk['orders/request'])}"
+        rows.append(_vs_ceiling(label, bulk, ceiling, 1.5))
     if zero := results.get("pipeline_zero_delays"):
         best, noop = zero["pipeline_best"], zero["noop_best"]
         two, noop_two = zero["pipeline_two_workers"], zero["noop_two_workers"]
@@ -974,9 +971,13 @@ def main(argv: list[str] | None = None) -> int:
         per_round: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         try:
             if any(n.startswith("http") for n in names):
-                bench.start_gunicorn()
+                log = Path(args.report).with_name("bench-gunicorn.log")
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_bytes(b"")
+                bench.start_gunicorn(log)
                 print(
-                    f"[bench] gunicorn on {bench.base_url}, {bench.web_concurrency} workers",
+                    f"[bench] gunicorn on {bench.base_url}, {bench.web_concurrency} workers "
+                    f"(log: {log})",
                     flush=True,
                 )
             for r in range(args.rounds):
@@ -990,17 +991,15 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.stop_gunicorn()
     command = "python -m loadtests.bench" + "".join(" " + shlex.quote(a) for a in argv)
-    if os.environ.get("MAKELEVEL"):
-        command = "make bench" + (f" ARGS={shlex.quote(' '.join(argv))}" if argv else "")
+    if os.environ.get("BENCH_COMMAND"):  # set by `make bench`
+        command = f"{os.environ['BENCH_COMMAND']}` (runs `{command}"
+    results = {n: aggregate(v) for n, v in per_round.items() if v}
     text = report(
-        {n: aggregate(v) for n, v in per_round.items() if v},
-        command=command,
-        pg_version=pg_version,
-        started=started,
-        load_before=load_before,
+        results, command=command, pg_version=pg_version, started=started, load_before=load_before
     )
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(text)
+    Path(args.report).with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     print()
     print(text, end="")
     print(f"\n[bench] report written to {args.report}", flush=True)
