@@ -29,6 +29,7 @@ typecheck: $(STAMP)
 LOCUST_HOST ?= http://127.0.0.1:$(or $(PORT),8000)
 LOCUST_USERS ?= 30
 LOCUST_TIME ?= 60s
+LOCUST_SPAWN_RATE ?= 10
 
 # Locust web UI on http://127.0.0.1:8089 against the running system (`make run`).
 locust: $(STAMP)
@@ -36,7 +37,7 @@ locust: $(STAMP)
 
 # Headless, bounded run with CSV/HTML reports in loadtests/reports/, then the correctness gates.
 loadtest: $(STAMP)
-	@$(PY) loadtests/run_loadtest.py --host $(LOCUST_HOST) --users $(LOCUST_USERS) --time $(LOCUST_TIME)
+	@$(PY) loadtests/run_loadtest.py --host $(LOCUST_HOST) --users $(LOCUST_USERS) --time $(LOCUST_TIME) --spawn-rate $(LOCUST_SPAWN_RATE)
 
 # Every benchmark scenario on a throwaway embedded PostgreSQL/Redis (< 10 min), report in
 # loadtests/reports/bench.md; `make bench ARGS=--quick` runs each briefly (< 2 min).
