@@ -60,7 +60,7 @@ REPORT = ROOT / "loadtests" / "reports" / "bench.md"
 BENCH_SKU_PREFIX = "BENCH-"
 HOT_SKU_PREFIX = "HOT-"
 BENCH_STOCK = 1_000_000_000
-# Throttling (when the API has it) stays on its code path but never refuses a bench request.
+# Throttling stays on its code path (a Redis INCR per request) but never refuses a bench request.
 UNLIMITED_RATE = "100000000/min"
 
 Scenario = Callable[["Bench"], dict[str, Any]]
@@ -197,7 +197,7 @@ class Bench:
     delay_warmup: float = 15
     product_ids: list[int] = field(default_factory=list)
     hot_product_ids: list[int] = field(default_factory=list)  # one fresh product per round
-    headers: dict[str, str] = field(default_factory=dict)  # Authorization, when the API has keys
+    headers: dict[str, str] = field(default_factory=dict)  # Authorization with the bench's key
     base_url: str = ""
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     _gunicorn: subprocess.Popen[bytes] | None = None
@@ -224,12 +224,13 @@ class Bench:
 
     def prepare_database(self, hot_products: int) -> None:
         """Migrate the (fresh) database; 50 bench products with ample stock (contiguous ids,
-        for pgbench), ``hot_products`` products with ``hot_units`` each, and an API key when the
-        API has them."""
+        for pgbench), ``hot_products`` products with ``hot_units`` each, and an operator API key
+        that every bench request sends."""
         self.manage("migrate", "--noinput", "-v", "0")
         code = f"""
 import json
 from decimal import Decimal
+from fulfillment.services.api_keys import api_key_create
 from fulfillment.services.products import product_create
 def make(sku, stock):
     return product_create(sku=sku, name=f"Bench product {{sku}}", price=Decimal("9.99"),
@@ -237,18 +238,13 @@ def make(sku, stock):
                           actor="bench").pk
 products = [make(f"{BENCH_SKU_PREFIX}{{i:03d}}", {BENCH_STOCK}) for i in range(50)]
 hot = [make(f"{HOT_SKU_PREFIX}{{i:03d}}", {self.hot_units}) for i in range({hot_products})]
-try:
-    from fulfillment.services.api_keys import api_key_create
-except ImportError:  # an API without keys
-    key = ""
-else:
-    key = api_key_create(name="bench", role="operator").raw_key
+key = api_key_create(name="bench", role="operator").raw_key
 print(json.dumps({{"products": products, "hot": hot, "key": key}}))
 """
         out = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
         self.product_ids = out["products"]
         self.hot_product_ids = out["hot"]
-        self.headers = {"Authorization": f"Bearer {out['key']}"} if out["key"] else {}
+        self.headers = {"Authorization": f"Bearer {out['key']}"}
 
     def start_gunicorn(self, log: Path) -> None:
         self._gunicorn, self.base_url = start_web(self.env, self.web_concurrency, log)

@@ -20,6 +20,7 @@ import pytest
 from django.db import connection
 
 from config.launcher import WORKER_COMMAND, _venv_bin
+from fulfillment.services.api_keys import api_key_create
 from loadtests.bench import UNLIMITED_RATE, start_web, stop_web
 from loadtests.gates import run_gates
 from tests.factories import make_product
@@ -44,15 +45,6 @@ def _server_env() -> dict[str, str]:
         "PIPELINE_DELAY_SHIPPING": "0",
         "PIPELINE_DELAY_DELIVERY": "0",
     }
-
-
-def _api_key() -> str | None:
-    """An admin key when the API has keys (the locustfile reads LOCUST_API_KEY)."""
-    try:
-        from fulfillment.services.api_keys import api_key_create  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return str(api_key_create(name="locust-smoke", role="admin").raw_key)
 
 
 @pytest.fixture
@@ -82,9 +74,9 @@ def test_locust_smoke_run_makes_requests_without_5xx_and_passes_the_gates(live_s
     for _ in range(8):
         make_product(stock=100_000)
     make_product(stock=3)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if key := _api_key():
-        env["LOCUST_API_KEY"] = key
+    # the locustfile's users take this key (admin may do what every role does)
+    key = api_key_create(name="locust-smoke", role="admin").raw_key
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOCUST_API_KEY": key}
     prefix = tmp_path / "locust"
 
     # when: the locustfile runs headless for a few seconds
