@@ -209,10 +209,11 @@ class Bench:
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
             env=self.env,
-            check=True,
             capture_output=True,
             text=True,
         )
+        if out.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed:\n{out.stderr[-3000:]}")
         return out.stdout
 
     def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -598,12 +599,12 @@ def order(n):
 client.post("/api/v1/orders/", json.dumps(order(2)), content_type="application/json")
 with CaptureQueriesContext(connection) as single:
     r = client.post("/api/v1/orders/", json.dumps(order(2)), content_type="application/json")
-assert r.status_code == 201, r.content
+assert r.status_code == 201, (r.status_code, r.content, dict(r.headers))
 with CaptureQueriesContext(connection) as bulk:
     r = client.post("/api/v1/orders/bulk_create/",
                     json.dumps({{"orders": [order(i) for i in range(1000)]}}),
                     content_type="application/json")
-assert r.status_code == 201, r.content
+assert r.status_code == 201, (r.status_code, r.content, dict(r.headers))
 print(json.dumps({{"single": [q["sql"][:60] for q in single.captured_queries],
                   "bulk": [q["sql"][:60] for q in bulk.captured_queries]}}))
 """
@@ -944,6 +945,8 @@ def main(argv: list[str] | None = None) -> int:
                 "SECRET_KEY": secrets.token_urlsafe(50)[:50],
                 "THROTTLE_RATE_KEY": UNLIMITED_RATE,
                 "THROTTLE_RATE_ANON": UNLIMITED_RATE,
+                # plain HTTP on loopback, as behind a TLS-terminating proxy
+                "SECURE_SSL_REDIRECT": "0",
             }
         )
         bench = Bench(

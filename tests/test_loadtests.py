@@ -41,6 +41,7 @@ def _server_env() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50)[:50],
         "THROTTLE_RATE_KEY": UNLIMITED_RATE,
         "THROTTLE_RATE_ANON": UNLIMITED_RATE,
+        "SECURE_SSL_REDIRECT": "0",
         "PIPELINE_DELAY_PROCESSING": "0",
         "PIPELINE_DELAY_SHIPPING": "0",
         "PIPELINE_DELAY_DELIVERY": "0",
