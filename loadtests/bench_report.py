@@ -1,0 +1,229 @@
+"""The benchmark report: each figure, its reference from the same run, the ratio, the target
+from the issues and pass/miss; then every figure of every scenario, the machine and the command."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+INTAKE = ("pgbench_single", "http_single", "http_hot_product", "http_bulk")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("**pass**" if ok else "**MISS**")
+
+
+Row = tuple[str, str, str, str, str, str]
+
+
+def _vs_ceiling(label: str, figures: dict[str, Any], ceiling: str, minimum: float | None) -> Row:
+    """An intake throughput row: orders/s against the raw-SQL ceiling of the same run."""
+    ratio = figures.get("ratio to SQL ceiling")
+    return (
+        label,
+        f"{_fmt(figures['orders/s'])} orders/s",
+        ceiling,
+        _fmt(ratio) if ratio is not None else "",
+        f"≥ {minimum}" if minimum is not None else "— (none set)",
+        _verdict(None if ratio is None or minimum is None else ratio >= minimum),
+    )
+
+
+def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
+    """(figure, value, reference measured in the same run, ratio, target, pass/miss)."""
+    rows: list[Row] = []
+    pg = results.get("pgbench_single", {})
+    ceiling = f"raw SQL (pgbench) {_fmt(pg['orders/s'])} orders/s" if pg else "not run"
+    if single := results.get("http_single"):
+        label = f"intake: accepted orders/s ({single['clients']} clients, 50 products)"
+        rows.append(_vs_ceiling(label, single, ceiling, 0.4))
+        rows.append(
+            (
+                "intake: latency p50 / p99",
+                f"{_fmt(single['p50 ms'])} / {_fmt(single['p99 ms'])} ms",
+                f"pgbench {_fmt(pg['p50 ms'])} / {_fmt(pg['p99 ms'])} ms" if pg else "",
+                _fmt(round(single["p99 ms"] / pg["p99 ms"], 2)) if pg.get("p99 ms") else "",
+                "p99 < 60 ms",
+                _verdict(single["p99 ms"] < 60),
+            )
+        )
+        rows.append(("intake: 5xx", _fmt(single["5xx"]), "", "", "0", _verdict(single["5xx"] == 0)))
+    if hot := results.get("http_hot_product"):
+        label = (
+            f"hot product: accepted orders/s ({_fmt(hot['units'])} units, {hot['clients']} "
+            f"clients, until sold out in {_fmt(hot['seconds'])} s)"
+        )
+        rows.append(_vs_ceiling(label, hot, ceiling, None))
+        rows.append(
+            (
+                "hot product: oversell (units sold beyond the stock)",
+                f"{_fmt(hot['oversell'])} (sold {_fmt(hot['units sold (db)'])}, "
+                f"{_fmt(hot['units left'])} left)",
+                "",
+                "",
+                "0",
+                _verdict(hot["oversell"] == 0 and hot["5xx"] == 0),
+            )
+        )
+    if bulk := results.get("http_bulk"):
+        label = f"bulk: orders/s through bulk_create of {_fmt(bulk['orders/request'])}"
+        rows.append(_vs_ceiling(label, bulk, ceiling, 1.5))
+    if zero := results.get("pipeline_zero_delays"):
+        best, noop = zero["pipeline_best"], zero["noop_best"]
+        two, noop_two = zero["pipeline_two_workers"], zero["noop_two_workers"]
+        for label, run, ref, ratio in (
+            (f"1 worker (concurrency {best['concurrency']})", best, noop, "ratio_one_worker"),
+            (
+                f"2 workers (concurrency {two['concurrency']} each)",
+                two,
+                noop_two,
+                "ratio_two_workers",
+            ),
+        ):
+            rows.append(
+                (
+                    f"pipeline, zero delays: orders/s pending → delivered, {label}",
+                    f"{_fmt(run['orders_per_s'])} orders/s",
+                    f"no-op job {_fmt(ref['jobs_per_s'])} jobs/s "
+                    f"({ref['processes']} × concurrency {ref['concurrency']})",
+                    _fmt(zero[ratio]),
+                    "≥ 0.2",
+                    _verdict(zero[ratio] >= 0.2),
+                )
+            )
+    if delays := results.get("pipeline_default_delays"):
+        runs = delays["runs"]
+        run = delays["best"] or min(runs, key=lambda r: r["arrival_per_s"])
+        within = delays["best"] is not None
+        at = f"{_fmt(run['arrived_per_s'])} orders/s arriving, 1 worker"
+        rows.append(
+            (
+                f"pipeline, default delays: orders completed per minute ({at})",
+                f"{_fmt(run['completed_per_min'])}/min",
+                "a worker sleeping through the delays: < 30/min (issue 5)",
+                "",
+                "—",
+                _verdict(None),
+            )
+        )
+        rows.append(
+            (
+                f"pipeline, default delays: orders in flight with stage p99 lag ≤ 1 s ({at})",
+                f"{_fmt(run['in_flight_avg'])} (max {_fmt(run['in_flight_max'])})",
+                "",
+                "",
+                "≥ 1,000",
+                _verdict(within and run["in_flight_avg"] >= 1000),
+            )
+        )
+        rows.append(
+            (
+                f"pipeline, default delays: stage start lag behind schedule ({at})",
+                f"p50 {_fmt(run['lag_p50_s'])} s / p99 {_fmt(run['lag_p99_s'])} s",
+                "",
+                "",
+                "p99 ≤ 1 s",
+                _verdict(run["lag_p99_s"] is not None and run["lag_p99_s"] <= 1.0),
+            )
+        )
+    return rows
+
+
+def _table(header: list[str], rows: list[Any]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    """Every intake figure, one row per scenario (medians over the rounds)."""
+    rows = {k: v for k, v in results.items() if k in INTAKE}
+    columns: list[str] = []
+    for figures in rows.values():
+        for key in figures:
+            if key not in columns:
+                columns.append(key)
+    lines = [
+        "| scenario | " + " | ".join(columns) + " |",
+        "| --- | " + " | ".join("---:" for _ in columns) + " |",
+    ]
+    for name, figures in rows.items():
+        lines.append(f"| {name} | " + " | ".join(str(figures.get(c, "")) for c in columns) + " |")
+    if "statements" in results:
+        s = results["statements"]
+        lines.append("")
+        lines.append(
+            f"SQL statements (as Django counts them, BEGIN and COMMIT included): single order "
+            f"{s['statements per single order']} ({s['single']}); 1,000-order bulk "
+            f"{s['statements per 1,000-order bulk']}."
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = " (" + line.split(":", 1)[1].strip() + ")"
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores{cpu}, {platform.system()} {platform.release()}"
+
+
+def report(
+    results: dict[str, dict[str, Any]],
+    *,
+    command: str,
+    pg_version: str,
+    started: float,
+    load_before: tuple[float, ...],
+) -> str:
+    from loadtests.bench_pipeline import markdown as pipeline_markdown
+
+    load_after = os.getloadavg()
+    header = [
+        f"Benchmark run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "
+        f"{round(time.time() - started)} s: {command}",
+        "",
+        f"Machine: {machine()}; PostgreSQL {pg_version} (a fresh embedded cluster started for "
+        "this run: fsync and synchronous_commit off, as in the dev stack); load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (the load generator, gunicorn, "
+        "the worker and PostgreSQL share these cores).",
+        "",
+    ]
+    body = [
+        _table(
+            ["figure", "value", "reference (same run)", "ratio", "target", "result"],
+            summary_rows(results),
+        ),
+        "",
+        "Ratios: value / reference; for the intake rows the median of the per-round ratios.",
+    ]
+    if any(k in results for k in INTAKE):
+        body += ["", "Order intake, every figure (medians over the rounds):", ""]
+        body.append(markdown_table(results))
+    zero = results.get("pipeline_zero_delays")
+    delays = results.get("pipeline_default_delays")
+    if zero or delays:
+        body += ["", "Pipeline, every run:", "", pipeline_markdown(zero, delays)]
+        if zero:
+            per_c = ", ".join(
+                f"concurrency {p['concurrency']}: {p['orders_per_s']} orders/s vs no-op "
+                f"{n['jobs_per_s']} jobs/s"
+                for p, n in zip(zero["pipeline_one_worker"], zero["noop_one_worker"], strict=True)
+            )
+            body.append(f"\nOne worker by concurrency: {per_c}.")
+    return "\n".join(header + body) + "\n"
