@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from fulfillment.models import ApiKey
 from fulfillment.services.api_keys import hash_key, split_key
@@ -19,9 +19,31 @@ def api_key_for(*, raw_key: str) -> ApiKey | None:
     prefix = split_key(raw_key)
     if prefix is None or len(raw_key) > 200:
         return None
-    api_key = ApiKey.objects.using(DEFAULT_DB_ALIAS).filter(prefix=prefix).first()
+    api_key = _by_prefix(prefix)
     if api_key is None or not hmac.compare_digest(api_key.hashed_secret, hash_key(raw_key)):
         return None
     if api_key.revoked_at is not None:
         return None
     return api_key
+
+
+_COLUMNS = (
+    "id",
+    "name",
+    "role",
+    "prefix",
+    "hashed_secret",
+    "created_at",
+    "last_used_at",
+    "revoked_at",
+)
+_BY_PREFIX_SQL = "SELECT %s FROM fulfillment_apikey WHERE prefix = %%s" % ", ".join(_COLUMNS)
+
+
+def _by_prefix(prefix: str) -> ApiKey | None:
+    """One indexed SELECT on every authenticated request: written as plain SQL because building
+    the equivalent ORM query cost more CPU than the query itself (profiled on order intake)."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cur:
+        cur.execute(_BY_PREFIX_SQL, [prefix])
+        row = cur.fetchone()
+    return None if row is None else ApiKey.from_db(DEFAULT_DB_ALIAS, list(_COLUMNS), row)

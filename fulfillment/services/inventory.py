@@ -118,7 +118,7 @@ def apply_stock_changes(
         if len(rows) != len(changes):
             done = {r[0] for r in rows}
             _raise_for_failures([c for c in changes if c.product_id not in done], kind)
-    _invalidate_summary_on_commit()
+    invalidate_summary_on_commit()
     return [StockResult(r[0], r[1], r[2], r[4], r[3]) for r in rows]
 
 
@@ -126,7 +126,7 @@ def _invalidate_summary() -> None:
     cache.delete(SUMMARY_CACHE_KEY)  # IGNORE_EXCEPTIONS: Redis down never fails a write
 
 
-def _invalidate_summary_on_commit() -> None:
+def invalidate_summary_on_commit() -> None:
     """Drop the cached summary once the write commits; one Redis call per transaction.
 
     Order intake calls the stock services on its hot path, often several times per transaction
@@ -297,7 +297,7 @@ def stock_threshold_set(*, product_id: int, threshold: int) -> StockLevel:
     )
     if not updated:
         raise NotFound("product", product_id)
-    _invalidate_summary_on_commit()
+    invalidate_summary_on_commit()
     return StockLevel.objects.get(product_id=product_id)
 
 

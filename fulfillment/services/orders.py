@@ -34,7 +34,7 @@ from fulfillment.errors import (
     ValidationFailed,
 )
 from fulfillment.models import Order, StockLevel
-from fulfillment.services import pipeline
+from fulfillment.services import inventory, pipeline
 
 Status = Order.Status
 
@@ -289,6 +289,7 @@ def order_create(
         if len(found) != len(pids):
             raise _unavailable(pids, found) from None
         raise _shortages(draft.items, set(reserved)) from None
+    inventory.invalidate_summary_on_commit()  # after the commit (at once in autocommit)
     pk, created_at, total, f_pids, f_prices, f_skus, f_names, _ = row
     return OrderReceipt(
         pk=pk,
@@ -465,6 +466,7 @@ def order_bulk_create(*, drafts: Sequence[OrderDraft], atomic: bool, actor: str)
         return BulkResult(atomic=atomic, results=results)
 
     receipts = _bulk_insert(accepted, stock, actor)
+    inventory.invalidate_summary_on_commit()
     for r in results:
         if r.error is None:
             r.order = receipts[r.index]

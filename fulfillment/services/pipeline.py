@@ -312,7 +312,7 @@ def _transition_row(
     if stock_kind is not None:
         # The inventory service's cache contract: a stock write drops the cached summary once
         # it commits (this statement writes stock rows without going through that service).
-        inventory._invalidate_summary_on_commit()
+        inventory.invalidate_summary_on_commit()
     return _Moved(int(row[0]), row[1])
 
 

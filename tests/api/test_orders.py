@@ -287,3 +287,24 @@ def test_single_create_schedules_the_first_stage_after_the_processing_delay(api,
     (scheduled_at,) = new_jobs().values_list("scheduled_at", flat=True)
     assert scheduled_at is not None
     assert 1.9 <= (scheduled_at - before).total_seconds() <= 5.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_order_intake_invalidates_the_cached_inventory_summary(api):
+    """Reservations change `reserved`/`available`, so single and bulk intake drop the summary."""
+    from django.core.cache import cache
+
+    from fulfillment.selectors.inventory import SUMMARY_CACHE_KEY
+
+    product = make_product(stock=10)
+    assert api.get("inventory/summary/").json()["cached"] is False
+    assert cache.get(SUMMARY_CACHE_KEY) is not None
+
+    assert api.post("orders/", body((product.pk, 2))).status_code == 201
+    assert cache.get(SUMMARY_CACHE_KEY) is None
+    assert api.get("inventory/summary/").json()["units_reserved"] == 2
+
+    bulk = {"orders": [body((product.pk, 1)), body((product.pk, 1))], "atomic": True}
+    assert api.post("orders/bulk_create/", bulk).status_code in (200, 201)
+    assert cache.get(SUMMARY_CACHE_KEY) is None
+    assert api.get("inventory/summary/").json()["units_reserved"] == 4
