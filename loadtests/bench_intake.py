@@ -4,8 +4,8 @@ Against gunicorn started as `make run` starts it (``config.launcher.WEB_COMMAND`
 persistent connections, ``DEBUG=0``):
 
 - ``statements``: SQL statements per single order and per 1,000-order bulk (Django's capture).
-- ``pgbench_single``: the single-order transaction as raw SQL (``loadtests/order_txn.sql``)
-  driven by pgbench (simple protocol, 16 clients): the database ceiling, the intake reference.
+- ``pgbench_single``: the single-order transaction as raw SQL (the API's own statement,
+  rendered by ``loadtests/pgbench_script.py``) driven by pgbench (simple protocol, 16 clients): the database ceiling, the intake reference.
 - ``http_single``: POST /api/v1/orders/, 16 clients, orders of 1-3 lines over 50 products.
 - ``http_hot_product``: one product with 1,000 units, 32 clients ordering 1-3 units of it until
   it is sold out; accepted orders/s and oversell (units sold beyond the 1,000; must be 0).
@@ -25,6 +25,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -242,13 +243,17 @@ def _ratio_to_ceiling(bench: Bench, figures: dict[str, Any]) -> None:
 
 @scenario("pgbench_single")
 def pgbench_single(bench: Bench) -> dict[str, Any]:
-    """The raw-SQL ceiling: loadtests/order_txn.sql, simple protocol, 16 clients."""
+    """The raw-SQL ceiling: the API's order statement through pgbench, simple protocol, 16 clients."""
     from config.devstack import DevStack
 
     db = bench.db
     pids = bench.product_ids
     assert pids == list(range(pids[0], pids[0] + len(pids))), "bench products must be contiguous"
     with tempfile.TemporaryDirectory() as tmp:
+        script = f"{tmp}/order_txn.sql"
+        subprocess.run(
+            [sys.executable, "-m", "loadtests.pgbench_script", script], cwd=ROOT, check=True
+        )
         cmd = [
             DevStack.pg_bin("pgbench"),
             "-n",
@@ -261,7 +266,7 @@ def pgbench_single(bench: Bench) -> dict[str, Any]:
             "-T",
             str(max(1, round(bench.duration))),
             "-f",
-            str(ROOT / "loadtests" / "order_txn.sql"),
+            script,
             "-D",
             f"pmin={pids[0]}",
             "-D",

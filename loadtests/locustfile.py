@@ -217,6 +217,7 @@ class Operator(FastHttpUser):
 
     def on_start(self) -> None:
         self.headers = auth_headers("admin")
+        self.restock()  # a shift starts with receiving goods: every operator adjusts stock
 
     @task(2)
     def restock(self) -> None:
@@ -240,6 +241,7 @@ class Operator(FastHttpUser):
         with _lock:
             order_id = random.choice(_recent_orders) if _recent_orders else None
         if order_id is None:
+            self.restock()  # nothing to cancel yet
             return
         with self.client.post(
             f"/api/v1/orders/{order_id}/cancel/",

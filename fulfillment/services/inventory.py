@@ -50,27 +50,42 @@ class StockResult:
     movement_id: int
 
 
-_APPLY_SQL = """
-WITH d AS (
-    SELECT * FROM unnest(%(pids)s::bigint[], %(oh)s::int[], %(rs)s::int[], %(ev)s::int[])
-        AS d(product_id, oh, rs, ev)
-), locked AS (
+def stock_change_ctes(*, deltas: str, extra_condition: str = "") -> str:
+    """The SQL of every stock change, as two CTEs to compose into a larger statement.
+
+    ``deltas`` names a CTE with columns ``(product_id, oh, rs)``: the on_hand and reserved
+    deltas per product. ``locked`` locks those stock rows in primary-key order (the lock order
+    everywhere, so several products never deadlock); ``upd`` applies the deltas only where every
+    invariant still holds (on_hand >= 0, reserved >= 0, reserved <= on_hand, and
+    ``extra_condition`` on ``s`` / ``d``), bumps ``version`` and returns ``product_id, on_hand,
+    reserved, version, oh, rs`` per changed row. A caller compares the rows of ``upd`` with its
+    deltas: fewer means a line could not change, and it must undo the statement. Single-order
+    intake and the pipeline's stage statement embed these CTEs too, so the rules live here once.
+    """
+    return f"""locked AS (
     SELECT s.id FROM fulfillment_stocklevel s
-    WHERE s.product_id = ANY(%(pids)s::bigint[])
+    WHERE s.product_id IN (SELECT product_id FROM {deltas})
     ORDER BY s.id
     FOR UPDATE
 ), upd AS (
     UPDATE fulfillment_stocklevel s
     SET on_hand = s.on_hand + d.oh, reserved = s.reserved + d.rs,
         version = s.version + 1, updated_at = now()
-    FROM d, locked
+    FROM {deltas} d, locked
     WHERE s.id = locked.id AND s.product_id = d.product_id
       AND s.on_hand + d.oh >= 0
       AND s.reserved + d.rs >= 0
       AND s.reserved + d.rs <= s.on_hand + d.oh
-      AND (d.ev IS NULL OR s.version = d.ev)
+      {extra_condition}
     RETURNING s.product_id, s.on_hand, s.reserved, s.version, d.oh, d.rs
-)
+)"""
+
+
+_APPLY_SQL = f"""
+WITH d AS (
+    SELECT * FROM unnest(%(pids)s::bigint[], %(oh)s::int[], %(rs)s::int[], %(ev)s::int[])
+        AS d(product_id, oh, rs, ev)
+), {stock_change_ctes(deltas="d", extra_condition="AND (d.ev IS NULL OR s.version = d.ev)")}
 INSERT INTO fulfillment_stockmovement
     (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
      order_id, reason, actor, created_at)

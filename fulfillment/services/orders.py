@@ -130,34 +130,28 @@ def validate_items(items: Sequence[tuple[int, int]], *, index: int | None = None
 
 
 # One statement for the whole order: look up the active products, lock their stock rows in
-# primary-key order and reserve every line with one conditional UPDATE, then insert the order
+# primary-key order and reserve every line with one conditional UPDATE (the inventory service's
+# ``stock_change_ctes``, so the stock rules are the same as everywhere), then insert the order
 # (only when every product was found and every line reserved), its lines with prices copied and
 # one ledger row per line. When a line is short or a product unavailable, the order is not
 # inserted and the caller raises, which rolls back the reservations of the other lines. Taking
-# the stock locks inside this statement keeps them held only until the commit that follows
-# that follows, never across a round trip to Python. The statement also defers the first pipeline
+# the stock locks inside this statement keeps them held only until the commit that follows,
+# never across a round trip to Python. The statement also defers the first pipeline
 # job, exactly as ``pipeline.enqueue_first_stage`` would (same task, queue, priority, locks and
 # arguments; a test compares the two), through Procrastinate's own SQL function.
-_CREATE_SQL = """
+_CREATE_SQL = (
+    """
 WITH items AS (
     SELECT * FROM unnest(%(pids)s::bigint[], %(qtys)s::int[]) WITH ORDINALITY
         AS i(product_id, quantity, n)
 ), p AS (
     SELECT i.product_id, i.quantity, i.n, pr.price, pr.sku, pr.name
     FROM items i JOIN fulfillment_product pr ON pr.id = i.product_id AND pr.is_active
-), locked AS (
-    SELECT s.id FROM fulfillment_stocklevel s
-    WHERE s.product_id IN (SELECT product_id FROM p)
-    ORDER BY s.id
-    FOR UPDATE
-), upd AS (
-    UPDATE fulfillment_stocklevel s
-    SET reserved = s.reserved + p.quantity, version = s.version + 1, updated_at = now()
-    FROM p, locked
-    WHERE s.id = locked.id AND s.product_id = p.product_id
-      AND s.reserved + p.quantity <= s.on_hand
-    RETURNING s.product_id, s.on_hand, s.reserved, p.quantity
-), o AS (
+), deltas AS (
+    SELECT product_id, 0 AS oh, quantity AS rs FROM p
+), """
+    + inventory.stock_change_ctes(deltas="deltas")
+    + """, o AS (
     INSERT INTO fulfillment_order
         (order_id, customer_name, customer_email, priority, status, version, total_amount,
          shipping_address, shipping_city, shipping_postal_code, shipping_country,
@@ -175,7 +169,7 @@ WITH items AS (
     INSERT INTO fulfillment_stockmovement
         (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
          order_id, reason, actor, created_at)
-    SELECT upd.product_id, 'reserve', 0, upd.quantity, upd.on_hand, upd.reserved,
+    SELECT upd.product_id, 'reserve', 0, upd.rs, upd.on_hand, upd.reserved,
            o.id, '', %(actor)s, now()
     FROM o CROSS JOIN upd ORDER BY upd.product_id
 ), j AS (
@@ -198,6 +192,7 @@ SELECT coalesce(
        (SELECT array_agg(p.name ORDER BY p.n) FROM p),
        (SELECT ids[1] FROM j)
 """
+)
 
 
 def _unavailable(

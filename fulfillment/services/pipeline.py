@@ -77,11 +77,13 @@ for _source, _targets in ALLOWED.items():
 #
 # Lock order, as everywhere: the order row (``moved``), then the stock rows of its lines in
 # primary-key order (``locked``: it reads ``lines``, which reads ``moved``, so the order row is
-# always locked first). The stock change mirrors ``inventory.apply_stock_changes``: deltas
-# applied only where every invariant still holds, ``version`` bumped, one ledger row per line
-# with the balances after the change. When a line could not be changed the statement raises
-# (``fulfillment_stock_effect_failed``), which undoes all of it, order row included.
-_TRANSITION_BODY = """
+# always locked first). The stock change is the inventory service's own
+# (``inventory.stock_change_ctes``): deltas applied only where every invariant still holds,
+# ``version`` bumped; then one ledger row per line with the balances after the change. When a
+# line could not be changed the statement raises (``fulfillment_stock_effect_failed``), which
+# undoes all of it, order row included.
+_TRANSITION_BODY = (
+    """
 WITH moved AS (
     UPDATE fulfillment_order SET
         status = %(target)s,
@@ -102,22 +104,9 @@ WITH moved AS (
     SELECT l.product_id, %(on_hand_sign)s::int * l.quantity AS oh, -l.quantity AS rs
     FROM fulfillment_orderline l JOIN moved ON l.order_id = moved.id
     WHERE %(stock_kind)s::varchar IS NOT NULL
-), locked AS (
-    SELECT s.id FROM fulfillment_stocklevel s
-    WHERE s.product_id IN (SELECT product_id FROM lines)
-    ORDER BY s.id
-    FOR UPDATE
-), upd AS (
-    UPDATE fulfillment_stocklevel s
-    SET on_hand = s.on_hand + lines.oh, reserved = s.reserved + lines.rs,
-        version = s.version + 1, updated_at = now()
-    FROM lines, locked
-    WHERE s.id = locked.id AND s.product_id = lines.product_id
-      AND s.on_hand + lines.oh >= 0
-      AND s.reserved + lines.rs >= 0
-      AND s.reserved + lines.rs <= s.on_hand + lines.oh
-    RETURNING s.product_id, s.on_hand, s.reserved, lines.oh, lines.rs
-), ledger AS (
+), """
+    + inventory.stock_change_ctes(deltas="lines")
+    + """, ledger AS (
     INSERT INTO fulfillment_stockmovement
         (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
          order_id, reason, actor, created_at)
@@ -144,6 +133,7 @@ SELECT moved.id,
        END
 FROM moved
 """
+)
 
 # The parameters of the prepared statement, in order, with their types.
 _TRANSITION_PARAMS: tuple[tuple[str, str], ...] = (
