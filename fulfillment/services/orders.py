@@ -85,6 +85,33 @@ class OrderReceipt:
     def status_changed_at(self) -> datetime:
         return self.created_at
 
+    @classmethod
+    def of(
+        cls,
+        draft: OrderDraft,
+        *,
+        pk: int,
+        order_id: UUID,
+        total_amount: Decimal,
+        created_at: datetime,
+        lines: list[LineReceipt],
+    ) -> OrderReceipt:
+        """The receipt of a new order written from ``draft``."""
+        return cls(
+            pk=pk,
+            order_id=order_id,
+            customer_name=draft.customer_name,
+            customer_email=draft.customer_email,
+            priority=draft.priority,
+            total_amount=total_amount,
+            created_at=created_at,
+            shipping_address=draft.shipping_address,
+            shipping_city=draft.shipping_city,
+            shipping_postal_code=draft.shipping_postal_code,
+            shipping_country=draft.shipping_country,
+            lines=lines,
+        )
+
 
 @dataclass
 class BulkItemResult:
@@ -286,18 +313,12 @@ def order_create(
         raise _shortages(draft.items, set(reserved)) from None
     inventory.invalidate_summary_on_commit()  # after the commit (at once in autocommit)
     pk, created_at, total, f_pids, f_prices, f_skus, f_names, _ = row
-    return OrderReceipt(
+    return OrderReceipt.of(
+        draft,
         pk=pk,
         order_id=order_uuid,
-        customer_name=draft.customer_name,
-        customer_email=draft.customer_email,
-        priority=draft.priority,
         total_amount=total,
         created_at=created_at,
-        shipping_address=draft.shipping_address,
-        shipping_city=draft.shipping_city,
-        shipping_postal_code=draft.shipping_postal_code,
-        shipping_country=draft.shipping_country,
         lines=[
             LineReceipt(pid, sku, name, qty, price)
             for pid, qty, price, sku, name in zip(
@@ -511,19 +532,8 @@ def _bulk_insert(
                 cum[pid] += qty
                 m_cum.append(cum[pid])
                 lines.append(LineReceipt(pid, sku, name, qty, price))
-            receipts[i] = OrderReceipt(
-                pk=pk,
-                order_id=u,
-                customer_name=d.customer_name,
-                customer_email=d.customer_email,
-                priority=d.priority,
-                total_amount=total,
-                created_at=created_at,
-                shipping_address=d.shipping_address,
-                shipping_city=d.shipping_city,
-                shipping_postal_code=d.shipping_postal_code,
-                shipping_country=d.shipping_country,
-                lines=lines,
+            receipts[i] = OrderReceipt.of(
+                d, pk=pk, order_id=u, total_amount=total, created_at=created_at, lines=lines
             )
         cur.execute(
             _BULK_LINES_SQL, {"opks": l_opk, "pids": l_pid, "qtys": l_qty, "prices": l_price}
