@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pghistory
@@ -104,13 +105,25 @@ def advance_order(context: procrastinate.JobContext, order_pk: int, expected_sta
     return outcome.action
 
 
-@app.periodic(cron=settings.STALE_CHECK_CRON, periodic_id="stale_orders")
-@app.task(
-    name="fulfillment.heal_stale_orders",
-    queue="maintenance",
-    queueing_lock="heal_stale_orders",
-    pass_context=True,
-    task_middleware=[job_scope],
+def maintenance_job(*, name: str, cron: str, periodic_id: str) -> Callable[[Any], Any]:
+    """A periodic job on the ``maintenance`` queue: at most one waiting at a time (queueing lock
+    on its name), run inside the job scope (audit context and job log line)."""
+
+    def decorate(func: Any) -> Any:
+        task = app.task(
+            name=f"fulfillment.{name}",
+            queue="maintenance",
+            queueing_lock=name,
+            pass_context=True,
+            task_middleware=[job_scope],
+        )(func)
+        return app.periodic(cron=cron, periodic_id=periodic_id)(task)
+
+    return decorate
+
+
+@maintenance_job(
+    name="heal_stale_orders", cron=settings.STALE_CHECK_CRON, periodic_id="stale_orders"
 )
 def heal_stale_orders(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
     result = pipeline.stale_orders_heal(actor=_actor(context))
@@ -143,14 +156,7 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     return len(list(stalled))
 
 
-@app.periodic(cron=settings.DAILY_REPORT_CRON, periodic_id="daily_report")
-@app.task(
-    name="fulfillment.daily_report",
-    queue="maintenance",
-    queueing_lock="daily_report",
-    pass_context=True,
-    task_middleware=[job_scope],
-)
+@maintenance_job(name="daily_report", cron=settings.DAILY_REPORT_CRON, periodic_id="daily_report")
 def daily_report(context: procrastinate.JobContext, timestamp: int) -> str:
     """At midnight, report on the day that just ended."""
     tz = datetime.UTC
@@ -158,14 +164,7 @@ def daily_report(context: procrastinate.JobContext, timestamp: int) -> str:
     return str(reports.daily_report_build(day=day).date)
 
 
-@app.periodic(cron=settings.CLEANUP_CRON, periodic_id="weekly_cleanup")
-@app.task(
-    name="fulfillment.retention_cleanup",
-    queue="maintenance",
-    queueing_lock="retention_cleanup",
-    pass_context=True,
-    task_middleware=[job_scope],
-)
+@maintenance_job(name="retention_cleanup", cron=settings.CLEANUP_CRON, periodic_id="weekly_cleanup")
 def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
     result = reports.retention_cleanup()
     return {
@@ -174,13 +173,10 @@ def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict
     }
 
 
-@app.periodic(cron=settings.RECONCILIATION_CRON, periodic_id="hourly_reconciliation")
-@app.task(
-    name="fulfillment.inventory_reconciliation",
-    queue="maintenance",
-    queueing_lock="inventory_reconciliation",
-    pass_context=True,
-    task_middleware=[job_scope],
+@maintenance_job(
+    name="inventory_reconciliation",
+    cron=settings.RECONCILIATION_CRON,
+    periodic_id="hourly_reconciliation",
 )
 def inventory_reconciliation(context: procrastinate.JobContext, timestamp: int) -> bool:
     return reports.reconciliation_run().ok

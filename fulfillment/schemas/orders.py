@@ -70,7 +70,9 @@ class OrderLineOut(Schema):
     unit_price: Decimal
 
 
-class OrderOut(Schema):
+class OrderSummaryOut(Schema):
+    """A list row: no lines, so a page is one query."""
+
     order_id: UUID
     status: str
     version: int
@@ -78,14 +80,19 @@ class OrderOut(Schema):
     customer_name: str
     customer_email: str
     total_amount: Decimal
+    created_at: datetime
+    status_changed_at: datetime
+
+
+class OrderOut(OrderSummaryOut):
+    """One order with its lines and stage timestamps."""
+
     shipping_address: str
     shipping_city: str
     shipping_postal_code: str
     shipping_country: str
     tracking_number: str = ""
     failure_reason: str = ""
-    created_at: datetime
-    status_changed_at: datetime
     processing_at: datetime | None = None
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
@@ -99,20 +106,6 @@ class OrderOut(Schema):
         # intake carry them as ``lines`` already.
         view = getattr(obj, "lines_view", None)
         return view if view is not None else obj.lines
-
-
-class OrderSummaryOut(Schema):
-    """A list row: no lines, so a page is one query."""
-
-    order_id: UUID
-    status: str
-    version: int
-    priority: str
-    customer_name: str
-    customer_email: str
-    total_amount: Decimal
-    created_at: datetime
-    status_changed_at: datetime
 
 
 class OrderPageOut(Schema):
