@@ -70,6 +70,7 @@ def setup(db_name: str = BENCH_DB) -> dict[str, str]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    _warm_up()
     _ready = True
     return {"DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"]}
 
@@ -88,10 +89,46 @@ def _reset() -> None:
         "procrastinate_workers, fulfillment_stockmovement, fulfillment_orderline, "
         "fulfillment_order, fulfillment_stocklevel, fulfillment_product CASCADE"
     )
-    # No VACUUM ANALYZE here: on the emptied tables it would record "0 rows", and the worker's
-    # sessions would then plan (and cache) the job fetch for an empty queue, a plan that stays
-    # slow as the queue fills until autovacuum's next ANALYZE (up to a minute, a whole run):
-    # runs collapsed to ~25 stage jobs/s that way. After TRUNCATE alone the size is "unknown".
+    # No ANALYZE here: on the emptied tables it would record "0 rows", and the worker's sessions
+    # would then plan (and cache) the job fetch for an empty queue, a plan that stays slow as the
+    # queue fills: runs collapsed to ~25 stage jobs/s that way. TRUNCATE keeps the column
+    # statistics of :func:`_warm_up` and leaves the size "unknown" (read from the file size).
+
+
+def _warm_up() -> None:
+    """Give every table the statistics of a populated run, once per scratch database.
+
+    A fresh database has none: the job fetch (and the stage statement) are then planned blind,
+    and the first minute of runs measured the planner instead of the system. Fetching and
+    finishing a job costs about 1.2 ms of server CPU before the first ANALYZE and 0.3 ms after
+    it, and autovacuum runs that ANALYZE at an unpredictable point of some run: the no-op
+    reference moved between ~550 and ~1,000 jobs/s from one run to the next. So the driver runs
+    a small pipeline and a batch of no-op jobs through a worker, analyzes the tables while they
+    hold that data (as autovacuum would in production), and only then measures. TRUNCATE, in
+    :func:`_reset`, keeps these column statistics.
+    """
+    _reset()
+    products = _make_products()
+    from django.conf import settings
+    from django.db import transaction
+    from django.test import override_settings
+
+    from fulfillment.services.pipeline import _job_manager
+    from fulfillment.tasks import noop
+
+    no_delays = {stage: (0.0, 0.0) for stage in settings.PIPELINE_DELAYS}
+    with workers(env=ZERO_DELAYS):
+        with override_settings(PIPELINE_DELAYS=no_delays):
+            _create_orders(products, 200, random.Random(0))
+        with transaction.atomic():
+            _job_manager().batch_defer_jobs([noop.configure().job] * 600)
+        deadline = time.monotonic() + 120
+        while (
+            _sql("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')")[0][0]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.25)
+    _sql("ANALYZE")
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -217,15 +254,28 @@ def workers(
                 p.wait()
 
 
-def _wait_for(query: str, target: int, timeout: float) -> tuple[float, int]:
-    """Poll until ``query`` returns ``target`` or ``timeout`` seconds have passed; the elapsed
-    seconds and the count reached (a bounded run reports what it got done)."""
-    started = time.perf_counter()
-    while (count := _sql(query)[0][0]) < target:
-        if time.perf_counter() - started > timeout:
+def _db_clock() -> float:
+    """The database server's clock (epoch seconds): the start of a timed run, on the same clock
+    as the completion timestamps the run ends with."""
+    return float(_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())")[0][0])
+
+
+def _wait_for(query: str, target: int, timeout: float, started: float) -> tuple[float, int]:
+    """Poll ``query`` (``count, epoch of the latest completion``) until the count reaches
+    ``target`` or ``timeout`` seconds have passed; the seconds from ``started`` (:func:`_db_clock`)
+    to the latest completion, and the count reached (a bounded run reports what it got done).
+
+    The elapsed time comes from the completion timestamps, not from when the poll saw them, so the
+    poll can be rare: polling every 20 ms cost the measured server a scan per poll, a load that
+    grew with the table and swung the no-op reference by 2x from run to run.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        count, last = _sql(query)[0]
+        if count >= target or time.monotonic() > deadline:
             break
-        time.sleep(0.02)
-    return time.perf_counter() - started, int(count)
+        time.sleep(0.25)
+    return (float(last) - started if last is not None else 0.0), int(count)
 
 
 # ----- scenarios ------------------------------------------------------------------------------
@@ -247,9 +297,14 @@ def noop_job_rate(
         with transaction.atomic():
             _job_manager().batch_defer_jobs([template] * jobs)
         cpu = CpuMeter(procs)
+        started = _db_clock()
         cpu.start()
         elapsed, done = _wait_for(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'", jobs, timeout
+            "SELECT count(*), EXTRACT(EPOCH FROM max(at)) FROM procrastinate_events "
+            "WHERE type = 'succeeded'",
+            jobs,
+            timeout,
+            started,
         )
         cpu.stop()
     return {
@@ -357,9 +412,14 @@ def pipeline_rate(
         with override_settings(PIPELINE_DELAYS=no_delays):
             _create_orders(products, orders, random.Random(1))
         cpu = CpuMeter(procs)
+        started = _db_clock()
         cpu.start()
         elapsed, delivered = _wait_for(
-            "SELECT count(*) FROM fulfillment_order WHERE status = 'delivered'", orders, timeout
+            "SELECT count(*), EXTRACT(EPOCH FROM max(delivered_at)) FROM fulfillment_order "
+            "WHERE status = 'delivered'",
+            orders,
+            timeout,
+            started,
         )
         cpu.stop()
     retried = _sql(
@@ -389,11 +449,13 @@ def zero_delay_throughput(
 ) -> dict[str, Any]:
     """Pipeline orders/s next to no-op jobs/s, one worker (best concurrency) and two workers;
     each run stops after ``timeout`` seconds and reports what it completed by then."""
-    one = [pipeline_rate(orders=orders, concurrency=c, timeout=timeout) for c in concurrencies]
+    # Interleaved (pipeline, then no-op, at each concurrency) so that a drift of the shared
+    # machine's speed during the scenario touches both sides of the ratio alike.
+    one, noop_one = [], []
+    for c in concurrencies:
+        one.append(pipeline_rate(orders=orders, concurrency=c, timeout=timeout))
+        noop_one.append(noop_job_rate(jobs=noop_jobs, concurrency=c, timeout=timeout))
     best = max(one, key=lambda r: r["orders_per_s"])
-    noop_one = [
-        noop_job_rate(jobs=noop_jobs, concurrency=c, timeout=timeout) for c in concurrencies
-    ]
     noop_best = max(noop_one, key=lambda r: r["jobs_per_s"])
     two = pipeline_rate(
         orders=orders, processes=2, concurrency=best["concurrency"], timeout=timeout

@@ -7,15 +7,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, F, Max, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from fulfillment.errors import NotFound
 from fulfillment.models import Product, StockLevel, StockMovement
 
-# Invalidated by fulfillment.services.inventory after every committed stock write.
-SUMMARY_CACHE_KEY = "inventory:summary:v1"
+# The cached summary, tagged with the ledger head it was computed at (see inventory_summary).
+SUMMARY_CACHE_KEY = "inventory:summary:v2"
 
 # Low stock: available (on_hand - reserved) at or below the product's threshold.
 LOW_STOCK = Q(low_stock_threshold__gte=F("on_hand") - F("reserved"))
@@ -53,15 +53,30 @@ def movement_get(*, movement_id: int) -> StockMovement:
     return StockMovement.objects.select_related("order").get(pk=movement_id)
 
 
+def ledger_head() -> int:
+    """Id of the newest ledger row (0 for an empty ledger): one backward index-only step."""
+    return StockMovement.objects.aggregate(head=Max("id"))["head"] or 0
+
+
 def inventory_summary() -> dict[str, Any]:
     """Totals over all stock levels, cached for ``CACHE_TTL_SECONDS`` (cache-aside).
 
-    One aggregate query on a miss. The stock services drop the key after every committed write,
-    so the TTL only bounds staleness from changes outside them (price, product activation).
+    Every change of ``on_hand`` or ``reserved`` appends a ledger row in the same transaction, so
+    the cached totals carry the ledger head they were computed at and are used only while the
+    head has not moved: stock writes (intake, the pipeline, adjustments) never call Redis, and a
+    committed one is seen by the next read. The head is read before the totals, so a write that
+    commits in between can only make the entry look older than it is (recomputed next time).
+    Writes that change the totals without a ledger row (the low-stock threshold, a product's
+    price or activation, a new product with no stock) drop the key on commit
+    (``services.inventory.invalidate_summary_on_commit``). Left to the TTL: a writer whose ledger
+    id is below the head when it commits (ids are taken at insert, not at commit), stale until
+    the next stock write or for ``CACHE_TTL_SECONDS`` at most.
     """
+    head = ledger_head()
     cached = cache.get(SUMMARY_CACHE_KEY)
-    if cached is not None:
-        return {**cached, "cached": True}
+    if cached is not None and cached.get("ledger_head") == head:
+        summary = {k: v for k, v in cached.items() if k != "ledger_head"}
+        return {**summary, "cached": True}
     totals = StockLevel.objects.aggregate(
         product_count=Count("id"),
         units_on_hand=Coalesce(Sum("on_hand"), 0),
@@ -79,5 +94,7 @@ def inventory_summary() -> dict[str, Any]:
         "stock_value": Decimal(totals["stock_value"]).quantize(Decimal("0.01")),
         "generated_at": timezone.now(),
     }
-    cache.set(SUMMARY_CACHE_KEY, summary, timeout=settings.CACHE_TTL_SECONDS)
+    cache.set(
+        SUMMARY_CACHE_KEY, {**summary, "ledger_head": head}, timeout=settings.CACHE_TTL_SECONDS
+    )
     return {**summary, "cached": False}

@@ -6,8 +6,9 @@ version matches), bumps ``version`` and appends the ledger rows. If any row coul
 the caller's transaction (savepoint) is rolled back and a domain error says why, so a failed
 request writes nothing.
 
-Because every write passes through that one function, it is also the one place that invalidates
-the cached inventory summary (after commit, at most once per transaction).
+Every such change appends a ledger row, which moves the ledger head the cached inventory summary
+is tagged with (``selectors.inventory.inventory_summary``): stock writes never call Redis. Only the
+writes that change the summary without a ledger row drop it (:func:`invalidate_summary_on_commit`).
 """
 
 from __future__ import annotations
@@ -133,7 +134,6 @@ def apply_stock_changes(
         if len(rows) != len(changes):
             done = {r[0] for r in rows}
             _raise_for_failures([c for c in changes if c.product_id not in done], kind)
-    invalidate_summary_on_commit()
     return [StockResult(r[0], r[1], r[2], r[4], r[3]) for r in rows]
 
 
@@ -142,19 +142,9 @@ def _invalidate_summary() -> None:
 
 
 def invalidate_summary_on_commit() -> None:
-    """Drop the cached summary once the write commits; one Redis call per transaction.
-
-    Order intake calls the stock services on its hot path, often several times per transaction
-    (bulk intake). A callback already registered in an enclosing savepoint survives whenever
-    this write survives, so a second one would only repeat the same ``DEL``.
-    """
-    if connection.in_atomic_block:
-        current = set(connection.savepoint_ids)
-        # Django keeps (savepoint ids, callback, robust) per registered callback.
-        for entry in connection.run_on_commit:
-            sids, func = entry[0], entry[1]
-            if func is _invalidate_summary and sids <= current:
-                return
+    """Drop the cached summary once the write commits (at once in autocommit), for the writes
+    that change it without appending a ledger row: the low-stock threshold, a product's price,
+    a new product. Stock quantity writes need nothing: they move the ledger head."""
     transaction.on_commit(_invalidate_summary)
 
 

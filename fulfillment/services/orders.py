@@ -311,7 +311,6 @@ def order_create(
         if len(found) != len(pids):
             raise _unavailable(pids, found) from None
         raise _shortages(draft.items, set(reserved)) from None
-    inventory.invalidate_summary_on_commit()  # after the commit (at once in autocommit)
     pk, created_at, total, f_pids, f_prices, f_skus, f_names, _ = row
     return OrderReceipt.of(
         draft,
@@ -482,7 +481,6 @@ def order_bulk_create(*, drafts: Sequence[OrderDraft], atomic: bool, actor: str)
         return BulkResult(atomic=atomic, results=results)
 
     receipts = _bulk_insert(accepted, stock, actor)
-    inventory.invalidate_summary_on_commit()
     for r in results:
         if r.error is None:
             r.order = receipts[r.index]

@@ -299,10 +299,6 @@ def _transition_row(
         ) from None
     if row is None:
         return None
-    if stock_kind is not None:
-        # The inventory service's cache contract: a stock write drops the cached summary once
-        # it commits (this statement writes stock rows without going through that service).
-        inventory.invalidate_summary_on_commit()
     return _Moved(int(row[0]), row[1])
 
 

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from fulfillment.errors import Conflict, NotFound, VersionConflict
 from fulfillment.models import Product, StockLevel
-from fulfillment.services.inventory import stock_receive
+from fulfillment.services.inventory import invalidate_summary_on_commit, stock_receive
 
 UPDATABLE_FIELDS = ("name", "description", "price", "is_active")
 
@@ -35,6 +35,7 @@ def product_create(
     except IntegrityError as exc:
         raise Conflict(f"a product with sku {sku!r} already exists", field="sku", sku=sku) from exc
     StockLevel.objects.create(product=product, low_stock_threshold=low_stock_threshold)
+    invalidate_summary_on_commit()  # one more product, whether or not it has stock
     if initial_stock:
         stock_receive(
             product_id=product.pk, quantity=initial_stock, actor=actor, reason="initial stock"
@@ -61,4 +62,6 @@ def product_update(
     threshold = changes.get("low_stock_threshold")
     if threshold is not None:
         StockLevel.objects.filter(product_id=product_id).update(low_stock_threshold=threshold)
+    if fields or threshold is not None:
+        invalidate_summary_on_commit()  # stock value (price) and low-stock count (threshold)
     return product

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 import threading
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
@@ -15,7 +16,7 @@ from fulfillment.errors import (
     VersionConflict,
 )
 from fulfillment.models import StockLevel, StockMovement
-from fulfillment.selectors.inventory import SUMMARY_CACHE_KEY, inventory_summary
+from fulfillment.selectors.inventory import SUMMARY_CACHE_KEY, inventory_summary, ledger_head
 from fulfillment.services import inventory as inv
 from fulfillment.services.inventory import (
     StockChange,
@@ -28,6 +29,7 @@ from fulfillment.services.inventory import (
     stock_ship,
     stock_threshold_set,
 )
+from fulfillment.services.products import product_update
 from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_product
 
@@ -174,54 +176,58 @@ def test_threshold_set_changes_only_the_threshold():
         stock_threshold_set(product_id=pid, threshold=-1)
 
 
-# ----- summary invalidation: one place, once per transaction ----------------------------------
+# ----- the cached summary: tagged with the ledger head, never a Redis call on a stock write --------
 
 
 def _registered_invalidations() -> int:
     return sum(1 for _, func, _ in connection.run_on_commit if func is inv._invalidate_summary)
 
 
-def test_many_writes_in_one_transaction_register_one_invalidation():
-    pids = [make_product(stock=10).pk for _ in range(3)]
+def test_stock_writes_register_no_cache_call():
+    pid = make_product(stock=10).pk
     before = _registered_invalidations()  # the enclosing test transaction never commits
 
     with transaction.atomic():
-        for pid in pids:
-            stock_reserve(lines=[(pid, 1)], order_id=None, actor="o")
-        stock_adjust(product_id=pids[0], delta=1, actor="a", reason="r")
-        assert _registered_invalidations() - before == 1
+        stock_reserve(lines=[(pid, 1)], order_id=None, actor="o")
+        stock_adjust(product_id=pid, delta=1, actor="a", reason="r")
+        stock_release(lines=[(pid, 1)], order_id=None, actor="o")
 
-
-def test_invalidation_survives_when_the_first_writers_savepoint_rolls_back():
-    a, b = make_product(stock=10).pk, make_product(stock=1).pk
-    before = _registered_invalidations()
-
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                stock_adjust(product_id=a, delta=1, actor="a", reason="r")
-                raise RuntimeError("roll this savepoint back")
-        except RuntimeError:
-            pass
-        assert _registered_invalidations() - before == 0
-        stock_adjust(product_id=b, delta=1, actor="a", reason="r")
-        assert _registered_invalidations() - before == 1
+    assert _registered_invalidations() == before
 
 
 @pytest.mark.django_db(transaction=True)
-def test_committed_write_drops_the_cached_summary_and_rolled_back_one_does_not():
+def test_committed_stock_write_makes_the_next_summary_fresh_and_rolled_back_one_does_not():
     pid = make_product(stock=10).pk
-    inventory_summary()
-    assert cache.get(SUMMARY_CACHE_KEY) is not None
+    assert inventory_summary()["cached"] is False
+    assert cache.get(SUMMARY_CACHE_KEY)["ledger_head"] == ledger_head()
 
     with pytest.raises(RuntimeError), transaction.atomic():
         stock_adjust(product_id=pid, delta=1, actor="a", reason="r")
         raise RuntimeError("rollback")
-    assert cache.get(SUMMARY_CACHE_KEY) is not None
+    assert inventory_summary()["cached"] is True
 
     stock_reserve(lines=[(pid, 1)], order_id=None, actor="o")
+    fresh = inventory_summary()
+    assert (fresh["cached"], fresh["units_reserved"]) == (False, 1)
+    assert inventory_summary()["cached"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_without_a_ledger_row_drop_the_cached_summary():
+    product = make_product(stock=10, price="2.00", threshold=5)
+    assert inventory_summary()["low_stock_count"] == 0
+
+    stock_threshold_set(product_id=product.pk, threshold=10)
     assert cache.get(SUMMARY_CACHE_KEY) is None
-    assert inventory_summary()["units_reserved"] == 1
+    assert inventory_summary()["low_stock_count"] == 1
+
+    product_update(product_id=product.pk, actor="a", price=Decimal("3.00"))
+    assert cache.get(SUMMARY_CACHE_KEY) is None
+    assert inventory_summary()["stock_value"] == Decimal("30.00")
+
+    make_product(stock=0)
+    summary = inventory_summary()
+    assert (summary["cached"], summary["product_count"]) == (False, 2)
 
 
 # ----- concurrency: several products per call, opposite orders, no deadlock -------------------
