@@ -266,8 +266,8 @@ def _wait_for(query: str, target: int, timeout: float, started: float) -> tuple[
     to the latest completion, and the count reached (a bounded run reports what it got done).
 
     The elapsed time comes from the completion timestamps, not from when the poll saw them, so the
-    poll can be rare: polling every 20 ms cost the measured server a scan per poll, a load that
-    grew with the table and swung the no-op reference by 2x from run to run.
+    poll can be rare (it used to count every 20 ms: 50 scans a second of a growing table on the
+    server being measured).
     """
     deadline = time.monotonic() + timeout
     while True:
