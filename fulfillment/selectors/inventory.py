@@ -74,9 +74,8 @@ def inventory_summary() -> dict[str, Any]:
     """
     head = ledger_head()
     cached = cache.get(SUMMARY_CACHE_KEY)
-    if cached is not None and cached.get("ledger_head") == head:
-        summary = {k: v for k, v in cached.items() if k != "ledger_head"}
-        return {**summary, "cached": True}
+    if cached is not None and cached["ledger_head"] == head:
+        return {**cached["summary"], "cached": True}
     totals = StockLevel.objects.aggregate(
         product_count=Count("id"),
         units_on_hand=Coalesce(Sum("on_hand"), 0),
@@ -95,6 +94,8 @@ def inventory_summary() -> dict[str, Any]:
         "generated_at": timezone.now(),
     }
     cache.set(
-        SUMMARY_CACHE_KEY, {**summary, "ledger_head": head}, timeout=settings.CACHE_TTL_SECONDS
+        SUMMARY_CACHE_KEY,
+        {"ledger_head": head, "summary": summary},
+        timeout=settings.CACHE_TTL_SECONDS,
     )
     return {**summary, "cached": False}

@@ -9,7 +9,11 @@ from django.db import IntegrityError, transaction
 
 from fulfillment.errors import Conflict, NotFound, VersionConflict
 from fulfillment.models import Product, StockLevel
-from fulfillment.services.inventory import invalidate_summary_on_commit, stock_receive
+from fulfillment.services.inventory import (
+    invalidate_summary_on_commit,
+    stock_receive,
+    stock_threshold_set,
+)
 
 UPDATABLE_FIELDS = ("name", "description", "price", "is_active")
 
@@ -61,7 +65,7 @@ def product_update(
         product.save(update_fields=[*fields, "version", "updated_at"])
     threshold = changes.get("low_stock_threshold")
     if threshold is not None:
-        StockLevel.objects.filter(product_id=product_id).update(low_stock_threshold=threshold)
-    if fields or threshold is not None:
-        invalidate_summary_on_commit()  # stock value (price) and low-stock count (threshold)
+        stock_threshold_set(product_id=product_id, threshold=threshold)  # drops the summary too
+    if fields:
+        invalidate_summary_on_commit()  # the stock value moves with the price
     return product
