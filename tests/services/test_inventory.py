@@ -268,3 +268,15 @@ def test_multi_product_reserve_and_release_in_opposite_orders_never_deadlock():
         assert state(pid)[:2] == (1000, 0)
         assert StockMovement.objects.filter(product_id=pid).count() == 1 + 8 * 40 * 2
     assert inventory_reconcile().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_product_update_of_the_threshold_changes_the_stock_level_and_drops_the_summary():
+    product = make_product(stock=10, threshold=5)
+    assert inventory_summary()["low_stock_count"] == 0
+
+    product_update(product_id=product.pk, actor="a", low_stock_threshold=10)
+
+    assert StockLevel.objects.get(product_id=product.pk).low_stock_threshold == 10
+    assert cache.get(SUMMARY_CACHE_KEY) is None
+    assert inventory_summary()["low_stock_count"] == 1
