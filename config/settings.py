@@ -273,6 +273,9 @@ RECONCILIATION_CRON = env.str("RECONCILIATION_CRON", default="0 * * * *")
 # Retention for the weekly clean-up.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=90)
 JOB_RETENTION_HOURS = env.int("JOB_RETENTION_HOURS", default=24 * 7)
+# How long an Idempotency-Key is remembered: a retry within it gets the stored response; after it
+# the key is forgotten (the request runs as a new one) and the clean-up deletes the record.
+IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)
 
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,

@@ -153,7 +153,9 @@ class Order(models.Model):
     shipping_country = models.CharField(max_length=2, blank=True, default="")
     tracking_number = models.CharField(max_length=64, blank=True, default="")
     failure_reason = models.CharField(max_length=255, blank=True, default="")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # The Idempotency-Key the order was created with, as information for operators. Not unique:
+    # keys are scoped to the caller and expire (``IdempotencyRecord`` enforces both).
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     recovery_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     processing_at = models.DateTimeField(null=True, blank=True)
@@ -203,11 +205,14 @@ pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent())(OrderLine)
 class IdempotencyRecord(models.Model):
     """The stored response of a request made with an ``Idempotency-Key`` header.
 
-    Unique on (scope, key): the first request inserts the row inside its own transaction, so a
-    concurrent retry blocks on the unique index until that transaction ends, then reads the
-    committed response (or, if the first one rolled back, takes over).
+    Unique on (owner, scope, key): a key belongs to the caller that sent it (its API key or user),
+    so two callers never see each other's responses. The first request inserts the row inside its
+    own transaction, so a concurrent retry blocks on the unique index until that transaction ends,
+    then reads the committed response (or, if the first one rolled back, takes over). A record
+    older than ``IDEMPOTENCY_RETENTION_HOURS`` is expired: a request with its key runs as new.
     """
 
+    owner = models.CharField(max_length=64, default="")
     key = models.CharField(max_length=255)
     scope = models.CharField(max_length=64)
     request_hash = models.CharField(max_length=64)
@@ -217,11 +222,13 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_uniq")
+            models.UniqueConstraint(
+                fields=["owner", "scope", "key"], name="idempotency_owner_scope_key_uniq"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"idempotency {self.scope}:{self.key}"
+        return f"idempotency {self.owner} {self.scope}:{self.key}"
 
 
 class DailyReport(models.Model):

@@ -170,6 +170,7 @@ def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict
     return {
         "audit_events_deleted": result.audit_events_deleted,
         "jobs_deleted": result.jobs_deleted,
+        "idempotency_records_deleted": result.idempotency_records_deleted,
     }
 
 

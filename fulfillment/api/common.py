@@ -16,6 +16,18 @@ def actor_of(request: HttpRequest) -> str:
     return "anonymous"
 
 
+def caller_of(request: HttpRequest) -> str:
+    """Whose request it is, by a stable id (names can be reused): the scope of its idempotency
+    keys. Anonymous callers share one scope."""
+    key = getattr(request, "api_key", None)
+    if key is not None:
+        return f"api_key:{key.pk}"
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return "anonymous"
+
+
 def expected_version(request: HttpRequest, body_value: int | None) -> int | None:
     """``If-Match`` (a bare or quoted integer) works as ``expected_version``."""
     if body_value is not None:

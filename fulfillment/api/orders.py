@@ -12,7 +12,7 @@ from ninja.responses import NinjaJSONEncoder
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from fulfillment.api.common import actor_of, expected_version
+from fulfillment.api.common import actor_of, caller_of, expected_version
 from fulfillment.schemas import ErrorOut
 from fulfillment.schemas.orders import (
     BulkOrderIn,
@@ -52,6 +52,7 @@ def _maybe_idempotent(
         status, data = run()
         return _json_response(status, json.dumps(data, cls=NinjaJSONEncoder))
     status, body = idempotency.idempotent_call(
+        owner=caller_of(request),
         scope=scope,
         key=key,
         request_hash=idempotency.request_fingerprint(payload.model_dump(mode="json")),

@@ -17,6 +17,7 @@ from django.utils import timezone
 from procrastinate import sql
 
 from fulfillment.models import DailyReport, Order, ReconciliationRun
+from fulfillment.services import idempotency
 
 logger = logging.getLogger("fulfillment.reports")
 Status = Order.Status
@@ -103,11 +104,13 @@ class CleanupResult:
     audit_events_deleted: int
     contexts_deleted: int
     jobs_deleted: int
+    idempotency_records_deleted: int = 0
 
 
 def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
-    """Delete audit events older than ``AUDIT_RETENTION_DAYS`` and finished Procrastinate jobs
-    (succeeded, failed, cancelled, aborted) older than ``JOB_RETENTION_HOURS``.
+    """Delete audit events older than ``AUDIT_RETENTION_DAYS``, finished Procrastinate jobs
+    (succeeded, failed, cancelled, aborted) older than ``JOB_RETENTION_HOURS`` and idempotency
+    records older than ``IDEMPOTENCY_RETENTION_HOURS``.
 
     Live jobs (todo, doing) are never touched. Each table is one DELETE statement.
     """
@@ -128,7 +131,12 @@ def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
         queue=None,
         statuses=["succeeded", "failed", "cancelled", "aborted"],
     )
-    return CleanupResult(events, contexts, jobs_before - _count_finished_jobs())
+    return CleanupResult(
+        events,
+        contexts,
+        jobs_before - _count_finished_jobs(),
+        idempotency.idempotency_records_delete_expired(now=now),
+    )
 
 
 def _count_finished_jobs() -> int:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from fulfillment.models import Order, OrderLine, StockLevel, StockMovement
+from fulfillment.models import IdempotencyRecord, Order, OrderLine, StockLevel, StockMovement
+from fulfillment.services.reports import retention_cleanup
 from tests.conftest import assert_error
 from tests.factories import make_product
 from tests.jobs import new_jobs, remember_last_job  # noqa: F401 (fixture)
@@ -189,6 +192,77 @@ def test_failed_idempotent_request_stores_nothing_and_can_be_retried(api):
 
     assert retried.status_code == 201, retried.content
     assert Order.objects.count() == 1
+
+
+def test_idempotency_keys_are_scoped_to_the_caller(api_as):
+    # given: two API keys that happen to send the same Idempotency-Key and body
+    product = make_product(stock=10)
+    headers = {"Idempotency-Key": "shared-key"}
+    first_caller, second_caller = api_as("operator"), api_as("operator")
+
+    # when
+    first = first_caller.post("orders/", body((product.pk, 2)), headers=headers)
+    second = second_caller.post("orders/", body((product.pk, 2)), headers=headers)
+    other_body = second_caller.post("orders/", body((product.pk, 3)), headers=headers)
+
+    # then: two orders, each caller's retry sees only its own response
+    assert first.status_code == second.status_code == 201
+    assert first.json()["order_id"] != second.json()["order_id"]
+    assert_error(other_body, 409, "idempotency_mismatch")
+    assert Order.objects.count() == 2
+    assert stock(product) == (10, 4)
+    assert first_caller.post("orders/", body((product.pk, 2)), headers=headers).json() == (
+        first.json()
+    )
+
+
+def test_idempotency_key_is_forgotten_after_the_retention(api, settings):
+    # given: an order created with a key whose record is older than the retention
+    settings.IDEMPOTENCY_RETENTION_HOURS = 24
+    product = make_product(stock=10)
+    headers = {"Idempotency-Key": "old-key"}
+    first = api.post("orders/", body((product.pk, 2)), headers=headers)
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+
+    # when: the same key is sent again, with the same body and then with another
+    again = api.post("orders/", body((product.pk, 2)), headers=headers)
+    retried = api.post("orders/", body((product.pk, 3)), headers=headers)
+
+    # then: the expired key ran as a new request, and is remembered again from then on
+    assert first.status_code == again.status_code == 201
+    assert again.json()["order_id"] != first.json()["order_id"]
+    assert_error(retried, 409, "idempotency_mismatch")
+    assert Order.objects.filter(idempotency_key="old-key").count() == 2
+    assert IdempotencyRecord.objects.count() == 1
+    assert stock(product) == (10, 4)
+
+
+def test_idempotency_key_within_the_retention_is_still_remembered(api, settings):
+    settings.IDEMPOTENCY_RETENTION_HOURS = 24
+    product = make_product(stock=10)
+    headers = {"Idempotency-Key": "recent-key"}
+    first = api.post("orders/", body((product.pk, 2)), headers=headers)
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=23))
+
+    again = api.post("orders/", body((product.pk, 2)), headers=headers)
+
+    assert again.json() == first.json()
+    assert Order.objects.count() == 1
+
+
+def test_retention_cleanup_deletes_expired_idempotency_records_only(api, settings):
+    settings.IDEMPOTENCY_RETENTION_HOURS = 24
+    product = make_product(stock=10)
+    for key in ("expired-key", "live-key"):
+        api.post("orders/", body((product.pk, 1)), headers={"Idempotency-Key": key})
+    IdempotencyRecord.objects.filter(key="expired-key").update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+
+    result = retention_cleanup()
+
+    assert result.idempotency_records_deleted == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["live-key"]
 
 
 def test_idempotency_key_must_be_printable_and_short(api):
