@@ -1,6 +1,6 @@
 """Settings: one module, every value from the environment (12-factor) with development defaults.
 
-See the configuration table in README.md. Production (``DEBUG=0``) refuses to start without a
+See the configuration table in docs/configuration.md. Production (``DEBUG=0``) refuses to start without a
 real ``SECRET_KEY``.
 """
 
@@ -124,7 +124,7 @@ def _db_config(url: str) -> dict[str, Any]:
             # default: after a database restart each worker fails one request (503), and Django
             # then drops the broken connection at the end of that request.
             "CONN_HEALTH_CHECKS": env.bool("CONN_HEALTH_CHECKS", default=False),
-            # Behind PgBouncer in transaction pooling mode (README, "Scaling out").
+            # Behind PgBouncer in transaction pooling mode (docs/scaling.md, "Connections").
             "DISABLE_SERVER_SIDE_CURSORS": env.bool(
                 "DB_DISABLE_SERVER_SIDE_CURSORS", default=False
             ),
