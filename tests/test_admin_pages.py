@@ -56,7 +56,9 @@ def test_job_records_are_visible_to_a_superuser(admin_client, model, make, name)
 
 
 @pytest.mark.parametrize(("model", "make", "name"), READ_ONLY)
-def test_job_records_cannot_be_added_changed_or_deleted(admin_client, admin_user, model, make, name):
+def test_job_records_cannot_be_added_changed_or_deleted(
+    admin_client, admin_user, model, make, name
+):
     # given
     row = make()
     before = list(model.objects.values())
