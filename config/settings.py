@@ -32,6 +32,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # Before django.contrib.admin: its templates add the "Events" button to tracked models'
+    # admin pages (it overrides the admin's object-tools templates).
+    "pghistory.admin",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -40,9 +43,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "pgtrigger",
     "pghistory",
-    "pghistory.admin",
     "procrastinate.contrib.django",
     "corsheaders",
+    # Listed so /api/v1/docs renders its Swagger UI from django-ninja's bundled static files
+    # (served by whitenoise) instead of loading it from a CDN.
+    "ninja",
     "fulfillment",
 ]
 

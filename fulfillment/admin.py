@@ -7,7 +7,17 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from fulfillment.models import ApiKey, Order, OrderLine, Product, StockLevel, StockMovement
+from fulfillment.models import (
+    ApiKey,
+    DailyReport,
+    IdempotencyRecord,
+    Order,
+    OrderLine,
+    Product,
+    ReconciliationRun,
+    StockLevel,
+    StockMovement,
+)
 from fulfillment.selectors.inventory import LOW_STOCK
 from fulfillment.services.api_keys import new_key_material
 from fulfillment.services.inventory import stock_threshold_set
@@ -180,3 +190,55 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} API key(s) revoked.")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records that jobs and requests write: viewable by staff, never added, edited or deleted
+    from a form (every field is shown read-only)."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.get_fields() if f.concrete]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DailyReport)
+class DailyReportAdmin(ReadOnlyAdmin):
+    """Written by the daily report job; the API serves the same rows."""
+
+    list_display = (
+        "date",
+        "orders_created",
+        "revenue",
+        "avg_seconds_to_processing",
+        "avg_seconds_to_shipped",
+        "avg_seconds_to_delivered",
+        "generated_at",
+    )
+    date_hierarchy = "date"
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    """Inventory reconciliation results; a run with drift lists each product's difference."""
+
+    list_display = ("created_at", "ok", "products_checked", "drift_count", "duration_ms")
+    list_filter = ("ok", "created_at")
+    date_hierarchy = "created_at"
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    """Stored responses of requests sent with an ``Idempotency-Key`` header."""
+
+    list_display = ("key", "scope", "status_code", "created_at")
+    list_filter = ("status_code", "created_at")
+    search_fields = ("key", "scope")
+    date_hierarchy = "created_at"
