@@ -21,7 +21,7 @@ from django.db import connection
 
 from config.launcher import WORKER_COMMAND, _venv_bin
 from fulfillment.services.api_keys import api_key_create
-from loadtests.bench import UNLIMITED_RATE, start_web, stop_web
+from loadtests.benchlib import UNLIMITED_RATE, start_web, stop_web
 from loadtests.gates import run_gates
 from tests.factories import make_product
 
