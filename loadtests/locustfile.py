@@ -67,7 +67,7 @@ def discover_products(environment: Any, **kwargs: Any) -> None:
     import urllib.request
 
     host = (environment.host or "http://127.0.0.1:8000").rstrip("/")
-    if not api_key("admin") and not api_key("viewer"):
+    if not api_key("viewer"):  # any stored key, or LOCUST_API_KEY
         raise RuntimeError(
             "no API key: run `make locust` / `make loadtest` (they create the load-test keys) "
             "or set LOCUST_API_KEY"
