@@ -174,7 +174,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return ["name", "role"] if obj is None else ["name", "role", *self.readonly_fields]
+        fields = ["name", "role", "throttle_rate"]
+        return fields if obj is None else [*fields, *self.readonly_fields]
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if not change:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import pghistory
 import pgtrigger
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -267,6 +268,10 @@ class ReconciliationRun(models.Model):
         return f"reconciliation {self.created_at:%Y-%m-%d %H:%M} ({'ok' if self.ok else 'drift'})"
 
 
+# A request rate as THROTTLE_RATE_KEY spells it: "<requests>/<s|sec|m|min|h|hour|d|day>".
+THROTTLE_RATE_PATTERN = r"^[1-9][0-9]{0,11}/(s|sec|m|min|h|hour|d|day)$"
+
+
 class ApiKey(models.Model):
     """A client's API key. Only a hash of the secret is stored; the key is shown once at creation.
 
@@ -287,6 +292,14 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # This key's own limit (e.g. a load-test key's, which must not measure the throttle).
+    throttle_rate = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        validators=[RegexValidator(THROTTLE_RATE_PATTERN, "a rate such as 1200/min")],
+        help_text="requests allowed to this key, e.g. 1200/min; empty: THROTTLE_RATE_KEY",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -294,7 +307,11 @@ class ApiKey(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(role__in=["viewer", "operator", "admin"]), name="apikey_role_valid"
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(throttle_rate="") | Q(throttle_rate__regex=THROTTLE_RATE_PATTERN),
+                name="apikey_throttle_rate_valid",
+            ),
         ]
 
     @property
@@ -305,10 +322,12 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.role}{', revoked' if self.revoked_at else ''})"
 
 
-# Key lifecycle (created, role changed, renamed, revoked), with who did it; not the secret's hash
+# Key lifecycle (created, role or rate changed, renamed, revoked), with who did it; not the secret's hash
 # nor the last-used stamp, which changes on use.
 pghistory.track(
     pghistory.InsertEvent(),
-    pghistory.UpdateEvent(condition=pghistory.AnyChange("name", "role", "revoked_at")),
+    pghistory.UpdateEvent(
+        condition=pghistory.AnyChange("name", "role", "revoked_at", "throttle_rate")
+    ),
     exclude=["hashed_secret", "last_used_at"],
 )(ApiKey)

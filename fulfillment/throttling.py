@@ -34,6 +34,7 @@ class WindowThrottle(SimpleRateThrottle):
 
     The rate is read from ``settings.THROTTLE_RATES[scope]`` on each request (so tests and
     operators can change it without re-creating the API); an empty rate disables the scope.
+    ``rate_for`` lets a scope take the rate from the request instead (an API key's own rate).
     """
 
     scope = ""
@@ -44,8 +45,11 @@ class WindowThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: HttpRequest) -> str | None:
         raise NotImplementedError
 
-    def current_rate(self) -> tuple[int, int] | None:
-        rate = (getattr(settings, "THROTTLE_RATES", {}) or {}).get(self.scope)
+    def rate_for(self, request: HttpRequest) -> str | None:
+        return (getattr(settings, "THROTTLE_RATES", {}) or {}).get(self.scope)
+
+    def current_rate(self, request: HttpRequest) -> tuple[int, int] | None:
+        rate = self.rate_for(request)
         if not rate:
             return None
         num, duration = self.parse_rate(rate)
@@ -53,7 +57,7 @@ class WindowThrottle(SimpleRateThrottle):
 
     def allow_request(self, request: HttpRequest) -> bool:
         self._local.wait = None
-        rate = self.current_rate()
+        rate = self.current_rate(request)
         ident = self.get_cache_key(request) if rate else None
         if rate is None or ident is None:
             return True
@@ -98,9 +102,13 @@ def _as_count(value: Any) -> int | None:
 
 
 class KeyThrottle(WindowThrottle):
-    """Per API key (``THROTTLE_RATES["key"]``)."""
+    """Per API key: the key's own ``throttle_rate`` when it has one, else ``THROTTLE_RATES["key"]``."""
 
     scope = "key"
+
+    def rate_for(self, request: HttpRequest) -> str | None:
+        own_rate = getattr(getattr(request, "api_key", None), "throttle_rate", "")
+        return str(own_rate) if own_rate else super().rate_for(request)
 
     def get_cache_key(self, request: HttpRequest) -> str | None:
         api_key = getattr(request, "api_key", None)

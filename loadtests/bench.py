@@ -4,23 +4,24 @@
 It starts a THROWAWAY embedded PostgreSQL and Redis (``config.devstack.DevStack`` in a temporary
 directory, stopped and deleted at the end), so the dev database is never touched and every run
 starts from the same empty state. Each figure is measured next to its reference in the same run,
-and the report shows their ratio, the target from the issues and pass/miss. It prints one
+and the report shows their ratio, its target and pass/miss. It prints one
 Markdown report and writes it to ``loadtests/reports/bench.md`` (every figure also to
 ``bench.json`` beside it).
 
 A benchmark is a set of scenario functions; each takes the shared :class:`Bench` (servers,
-running gunicorn, bench products, sizes) and returns a dict of figures. ``main`` runs the
-selected scenarios in order for ``--rounds`` rounds (scenarios registered with ``once=True`` run
-in the first round only) and reports medians. Modules add scenarios with the
-``@scenario("name")`` decorator:
+running gunicorn, bench products, sizes; ``loadtests/benchlib.py``) and returns a dict of
+figures. ``main`` runs the selected scenarios of :data:`SCENARIOS` in order for ``--rounds``
+rounds (those in :data:`ONCE` in the first round only) and reports medians. The scenarios live
+in:
 
-- ``loadtests/bench_intake.py`` (order intake, issue 4): the raw-SQL ceiling through pgbench,
+- ``loadtests/bench_intake.py`` (order intake): the raw-SQL ceiling through pgbench,
   single orders over HTTP, the hot product, bulk creation, statements per order;
-- ``loadtests/bench_pipeline.py`` (pipeline, issue 5): zero delays with one and two worker
+- ``loadtests/bench_pipeline.py`` (pipeline): zero delays with one and two worker
   processes next to a no-op Procrastinate job's rate, and the default delays (orders completed
   per minute, orders in flight, stage-start lag).
 
-``loadtests/bench_report.py`` turns the figures into the report.
+``loadtests/bench_report.py`` turns the figures into the report. Imports point down: this
+driver imports the scenario and report modules, they import ``benchlib``, never the driver.
 """
 
 from __future__ import annotations
@@ -32,39 +33,31 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
+from loadtests import bench_intake, bench_pipeline
+from loadtests.bench_report import report
+from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
+
 REPORT = ROOT / "loadtests" / "reports" / "bench.md"
-BENCH_SKU_PREFIX = "BENCH-"
-HOT_SKU_PREFIX = "HOT-"
-BENCH_STOCK = 1_000_000_000
-# Throttling stays on its code path (a Redis INCR per request) but never refuses a bench request.
-UNLIMITED_RATE = "100000000/min"
 
-Scenario = Callable[["Bench"], dict[str, Any]]
-SCENARIOS: dict[str, Scenario] = {}
-ONCE: set[str] = set()  # scenarios that run in the first round only
-
-
-def scenario(name: str, once: bool = False) -> Callable[[Scenario], Scenario]:
-    def register(fn: Scenario) -> Scenario:
-        SCENARIOS[name] = fn
-        if once:
-            ONCE.add(name)
-        return fn
-
-    return register
+# Every scenario, in the order of `--help`; those in ONCE run in the first round only.
+SCENARIOS: dict[str, Scenario] = {
+    "pgbench_single": bench_intake.pgbench_single,
+    "http_single": bench_intake.http_single,
+    "http_hot_product": bench_intake.http_hot_product,
+    "http_bulk": bench_intake.http_bulk,
+    "statements": bench_intake.statements,
+    "pipeline_zero_delays": bench_pipeline.bench_zero_delays,
+    "pipeline_default_delays": bench_pipeline.bench_default_delays,
+}
+ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays"}
 
 
 def _median(values: list[Any]) -> Any:
@@ -112,160 +105,6 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
     finally:
         stack.stop()
         shutil.rmtree(base, ignore_errors=True)
-
-
-def start_web(
-    env: dict[str, str], workers: int, log: Path | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    """gunicorn as `make run` starts it (``WEB_COMMAND``) on a free loopback port, in its own
-    process group, its output in ``log`` (every refused order logs a warning); returns it and
-    its base URL once ``/health/live/`` answers."""
-    import http.client
-
-    from config.launcher import WEB_COMMAND, _venv_bin
-
-    port = _free_port()
-    with open(log or os.devnull, "ab") as out:
-        proc = subprocess.Popen(
-            _venv_bin(WEB_COMMAND),
-            cwd=ROOT,
-            env={
-                **env,
-                "BIND": f"127.0.0.1:{port}",
-                "WEB_CONCURRENCY": str(workers),
-                "PYTHONUNBUFFERED": "1",
-            },
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health/live/")
-            if conn.getresponse().status == 200:
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    stop_web(proc)
-    raise RuntimeError("gunicorn did not come up")
-
-
-def stop_web(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-@dataclass
-class Bench:
-    env: dict[str, str]
-    duration: float
-    warmup: float
-    clients: int = 16
-    bulk_clients: int = 2
-    bulk_size: int = 1000
-    web_concurrency: int = 4
-    hot_clients: int = 32
-    hot_units: int = 1000
-    # pipeline (loadtests/bench_pipeline.py)
-    pipeline_orders: int = 1000
-    noop_jobs: int = 3000
-    worker_concurrencies: tuple[int, ...] = (4, 8, 16)
-    pipeline_timeout: float = 60
-    delay_rates: tuple[float, ...] = (25, 50, 100)
-    delay_seconds: float = 40
-    delay_warmup: float = 15
-    product_ids: list[int] = field(default_factory=list)
-    hot_product_ids: list[int] = field(default_factory=list)  # one fresh product per round
-    headers: dict[str, str] = field(default_factory=dict)  # Authorization with the bench's key
-    base_url: str = ""
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _gunicorn: subprocess.Popen[bytes] | None = None
-
-    # ----- setup -------------------------------------------------------------------------------
-
-    def manage(self, *args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode:
-            raise RuntimeError(f"manage.py {args[0]} failed:\n{out.stderr[-3000:]}")
-        return out.stdout
-
-    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
-
-    def prepare_database(self, hot_products: int) -> None:
-        """Migrate the (fresh) database; 50 bench products with ample stock (contiguous ids,
-        for pgbench), ``hot_products`` products with ``hot_units`` each, and an operator API key
-        that every bench request sends."""
-        self.manage("migrate", "--noinput", "-v", "0")
-        code = f"""
-import json
-from decimal import Decimal
-from fulfillment.services.api_keys import api_key_create
-from fulfillment.services.products import product_create
-def make(sku, stock):
-    return product_create(sku=sku, name=f"Bench product {{sku}}", price=Decimal("9.99"),
-                          initial_stock=stock, low_stock_threshold=0, is_active=True,
-                          actor="bench").pk
-products = [make(f"{BENCH_SKU_PREFIX}{{i:03d}}", {BENCH_STOCK}) for i in range(50)]
-hot = [make(f"{HOT_SKU_PREFIX}{{i:03d}}", {self.hot_units}) for i in range({hot_products})]
-key = api_key_create(name="bench", role="operator").raw_key
-print(json.dumps({{"products": products, "hot": hot, "key": key}}))
-"""
-        out = json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
-        self.product_ids = out["products"]
-        self.hot_product_ids = out["hot"]
-        self.headers = {"Authorization": f"Bearer {out['key']}"}
-
-    def start_gunicorn(self, log: Path) -> None:
-        self._gunicorn, self.base_url = start_web(self.env, self.web_concurrency, log)
-
-    def stop_gunicorn(self) -> None:
-        stop_web(self._gunicorn)
-
-    @property
-    def db(self) -> dict[str, str]:
-        u = urlparse(self.env["DATABASE_URL"])
-        return {
-            "host": u.hostname or "127.0.0.1",
-            "port": str(u.port or 5432),
-            "user": u.username or "postgres",
-            "password": u.password or "",
-            "name": (u.path or "/").lstrip("/"),
-        }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k]
 
 
 # ----- driver ------------------------------------------------------------------------------------
@@ -354,13 +193,7 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
-    # Scenario modules register themselves with this module's registry.
-    import loadtests.bench_intake  # noqa: F401
-    import loadtests.bench_pipeline  # noqa: F401
-    from loadtests.bench_report import report
-
     args = parse_args(argv)
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     started, load_before = time.time(), os.getloadavg()
@@ -439,8 +272,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the package module, so scenario modules that register with ``loadtests.bench`` fill
-    # the same registry as the one main() reads.
-    from loadtests import bench as _bench
-
-    raise SystemExit(_bench.main())
+    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""Order intake scenarios of the benchmark driver (``loadtests/bench.py``, `make bench`).
+"""Order intake scenarios of the benchmark driver (``loadtests/bench.py``, `make bench`), each a
+function of the shared ``Bench`` that returns its figures.
 
 Against gunicorn started as `make run` starts it (``config.launcher.WEB_COMMAND``: sync workers,
 persistent connections, ``DEBUG=0``):
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from loadtests.bench import ROOT, Bench, _percentile, scenario
+from loadtests.benchlib import ROOT, Bench, percentile
 
 # ----- HTTP load generator (processes of client threads, raw sockets) --------------------------
 
@@ -222,9 +223,9 @@ def _http_run(
         "seconds": seconds,
         "requests": len(latencies),
         "orders/s": round(accepted / seconds, 1),
-        "p50 ms": round(_percentile(latencies, 50) * 1000, 1),
-        "p95 ms": round(_percentile(latencies, 95) * 1000, 1),
-        "p99 ms": round(_percentile(latencies, 99) * 1000, 1),
+        "p50 ms": round(percentile(latencies, 50) * 1000, 1),
+        "p95 ms": round(percentile(latencies, 95) * 1000, 1),
+        "p99 ms": round(percentile(latencies, 99) * 1000, 1),
         "5xx": sum(v for k, v in statuses.items() if k >= 500 or k == 0),
         "other non-2xx": sum(v for k, v in statuses.items() if 0 < k < 200 or 300 <= k < 500),
     }
@@ -241,7 +242,6 @@ def _ratio_to_ceiling(bench: Bench, figures: dict[str, Any]) -> None:
         figures["ratio to SQL ceiling"] = round(figures["orders/s"] / ceiling, 2)
 
 
-@scenario("pgbench_single")
 def pgbench_single(bench: Bench) -> dict[str, Any]:
     """The raw-SQL ceiling: the API's order statement through pgbench, simple protocol, 16 clients."""
     from config.devstack import DevStack
@@ -297,14 +297,13 @@ def pgbench_single(bench: Bench) -> dict[str, Any]:
         "seconds": max(1, round(bench.duration)),
         "requests": len(latencies),
         "orders/s": round(tps, 1),
-        "p50 ms": round(_percentile(latencies, 50) * 1000, 1),
-        "p95 ms": round(_percentile(latencies, 95) * 1000, 1),
-        "p99 ms": round(_percentile(latencies, 99) * 1000, 1),
+        "p50 ms": round(percentile(latencies, 50) * 1000, 1),
+        "p95 ms": round(percentile(latencies, 95) * 1000, 1),
+        "p99 ms": round(percentile(latencies, 99) * 1000, 1),
         "failed": int(failed.group(1)) if failed else 0,
     }
 
 
-@scenario("http_single")
 def http_single(bench: Bench) -> dict[str, Any]:
     """POST /api/v1/orders/, 16 clients, orders of 1-3 lines over 50 products."""
     figures = _http_run(bench, "single", bench.clients)
@@ -322,7 +321,6 @@ FROM fulfillment_stocklevel s WHERE s.product_id = %s
 """
 
 
-@scenario("http_hot_product")
 def http_hot_product(bench: Bench) -> dict[str, Any]:
     """One product with ``hot_units`` units, ``hot_clients`` clients each ordering 1-3 units of
     it until it is sold out (a fresh product every round). Oversell: units in accepted orders
@@ -338,7 +336,6 @@ def http_hot_product(bench: Bench) -> dict[str, Any]:
     return figures
 
 
-@scenario("http_bulk")
 def http_bulk(bench: Bench) -> dict[str, Any]:
     """POST /api/v1/orders/bulk_create/ with bulk_size orders per request."""
     figures = _http_run(bench, "bulk", bench.bulk_clients)
@@ -347,7 +344,6 @@ def http_bulk(bench: Bench) -> dict[str, Any]:
     return figures
 
 
-@scenario("statements", once=True)
 def statements(bench: Bench) -> dict[str, Any]:
     """SQL statements per single order and per 1,000-order bulk, counted by Django."""
     code = f"""

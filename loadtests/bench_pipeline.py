@@ -27,13 +27,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from loadtests.bench import Bench, scenario
+from loadtests.bench_report import pipeline_markdown
+from loadtests.benchlib import ROOT, Bench
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "bench_pipeline"
 _ready = False
 _postmaster_pid: int | None = None  # the embedded server's, for CPU accounting
@@ -595,7 +594,6 @@ def _close_connections() -> None:
     connections.close_all()
 
 
-@scenario("pipeline_zero_delays", once=True)
 def bench_zero_delays(bench: Bench) -> dict[str, Any]:
     """:func:`zero_delay_throughput` with the driver's sizes."""
     try:
@@ -609,7 +607,6 @@ def bench_zero_delays(bench: Bench) -> dict[str, Any]:
         _close_connections()
 
 
-@scenario("pipeline_default_delays", once=True)
 def bench_default_delays(bench: Bench) -> dict[str, Any]:
     """:func:`default_delays_sweep` with the driver's rates and durations."""
     try:
@@ -618,33 +615,6 @@ def bench_default_delays(bench: Bench) -> dict[str, Any]:
         )
     finally:
         _close_connections()
-
-
-# ----- report ---------------------------------------------------------------------------------
-
-
-def markdown(zero: dict[str, Any] | None, delays: dict[str, Any] | None) -> str:
-    rows = ["| scenario | figure | reference | ratio |", "| --- | --- | --- | --- |"]
-    if zero:
-        b, n = zero["pipeline_best"], zero["noop_best"]
-        rows.append(
-            f"| zero delays, 1 worker (concurrency {b['concurrency']}) | "
-            f"{b['orders_per_s']} orders/s | no-op {n['jobs_per_s']} jobs/s "
-            f"(concurrency {n['concurrency']}) | {zero['ratio_one_worker']} |"
-        )
-        t, m = zero["pipeline_two_workers"], zero["noop_two_workers"]
-        rows.append(
-            f"| zero delays, 2 worker processes | {t['orders_per_s']} orders/s | "
-            f"no-op {m['jobs_per_s']} jobs/s | {zero['ratio_two_workers']} |"
-        )
-    for run in (delays or {}).get("runs", []):
-        rows.append(
-            f"| default delays, 1 worker, {run['arrived_per_s']:g} orders/s arriving | "
-            f"{run['completed_per_min']} completed/min, {run['in_flight_avg']} in flight "
-            f"(max {run['in_flight_max']}) | stage start lag p50 {run['lag_p50_s']} s, "
-            f"p99 {run['lag_p99_s']} s | |"
-        )
-    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -665,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "delays"):
         delays = default_delays_sweep(rates=tuple(args.rates), seconds=args.seconds)
         print(delays, file=sys.stderr)
-    print(markdown(zero, delays))
+    print(pipeline_markdown(zero, delays))
     return 0
 
 

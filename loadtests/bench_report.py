@@ -1,5 +1,5 @@
-"""The benchmark report: each figure, its reference from the same run, the ratio, the target
-from the issues and pass/miss; then every figure of every scenario, the machine and the command."""
+"""The benchmark report: each figure, its reference from the same run, the ratio, its target and
+pass/miss; then every figure of every scenario, the machine and the command."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
             (
                 f"pipeline, default delays: orders completed per minute ({at})",
                 f"{_fmt(run['completed_per_min'])}/min",
-                "a worker sleeping through the delays: < 30/min (issue 5)",
+                "a worker sleeping through the delays: < 30/min",
                 "",
                 "—",
                 _verdict(None),
@@ -171,6 +171,31 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def pipeline_markdown(zero: dict[str, Any] | None, delays: dict[str, Any] | None) -> str:
+    """Every pipeline run: the zero-delay rates next to the no-op job's, each default-delay run."""
+    rows = ["| scenario | figure | reference | ratio |", "| --- | --- | --- | --- |"]
+    if zero:
+        b, n = zero["pipeline_best"], zero["noop_best"]
+        rows.append(
+            f"| zero delays, 1 worker (concurrency {b['concurrency']}) | "
+            f"{b['orders_per_s']} orders/s | no-op {n['jobs_per_s']} jobs/s "
+            f"(concurrency {n['concurrency']}) | {zero['ratio_one_worker']} |"
+        )
+        t, m = zero["pipeline_two_workers"], zero["noop_two_workers"]
+        rows.append(
+            f"| zero delays, 2 worker processes | {t['orders_per_s']} orders/s | "
+            f"no-op {m['jobs_per_s']} jobs/s | {zero['ratio_two_workers']} |"
+        )
+    for run in (delays or {}).get("runs", []):
+        rows.append(
+            f"| default delays, 1 worker, {run['arrived_per_s']:g} orders/s arriving | "
+            f"{run['completed_per_min']} completed/min, {run['in_flight_avg']} in flight "
+            f"(max {run['in_flight_max']}) | stage start lag p50 {run['lag_p50_s']} s, "
+            f"p99 {run['lag_p99_s']} s | |"
+        )
+    return "\n".join(rows)
+
+
 def machine() -> str:
     cpu = ""
     try:
@@ -191,8 +216,6 @@ def report(
     started: float,
     load_before: tuple[float, ...],
 ) -> str:
-    from loadtests.bench_pipeline import markdown as pipeline_markdown
-
     load_after = os.getloadavg()
     header = [
         f"Benchmark run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, "

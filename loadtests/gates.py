@@ -2,7 +2,7 @@
 
     python loadtests/gates.py --csv-prefix loadtests/reports/locust
 
-Checks: no 5xx in the Locust results, no stock row outside its invariants, ledger reconciliation
+Checks: no 5xx and no 429 (throttled) in the Locust results, no stock row outside its invariants, ledger reconciliation
 clean (on_hand / reserved equal the ledger sums and reserved equals open-order units), and for
 every product the units of accepted orders (not cancelled or failed) equal its reservations plus
 its shipments (the units shipped on the ledger, which must be those of shipped/delivered orders).
@@ -28,23 +28,25 @@ def _setup_django() -> None:
     django.setup()
 
 
-def server_errors(csv_prefix: str | None) -> tuple[int, int]:
-    """(requests made, 5xx/connection failures) from Locust's CSV files."""
+def server_errors(csv_prefix: str | None) -> tuple[int, int, int]:
+    """(requests made, 5xx/connection failures, 429s) from Locust's CSV files."""
     if not csv_prefix:
-        return 0, 0
+        return 0, 0, 0
     requests = 0
     with open(f"{csv_prefix}_stats.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             if row["Name"] == "Aggregated":
                 requests = int(row["Request Count"])
-    errors = 0
+    errors = throttled = 0
     failures = Path(f"{csv_prefix}_failures.csv")
     if failures.exists():
         with failures.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 if "server error" in row["Error"] or "ConnectionRefused" in row["Error"]:
                     errors += int(row["Occurrences"])
-    return requests, errors
+                elif "throttled 429" in row["Error"]:
+                    throttled += int(row["Occurrences"])
+    return requests, errors, throttled
 
 
 # Per product, in one snapshot: the units of accepted orders that still hold stock (neither
@@ -84,9 +86,16 @@ def run_gates(csv_prefix: str | None = None) -> list[tuple[str, bool, str]]:
 
     results: list[tuple[str, bool, str]] = []
     if csv_prefix:
-        requests, errors = server_errors(csv_prefix)
+        requests, errors, throttled = server_errors(csv_prefix)
         results.append(("requests were made", requests > 0, f"{requests} requests"))
         results.append(("no 5xx responses", errors == 0, f"{errors} server errors"))
+        results.append(
+            (
+                "no 429 (throttled) responses",
+                throttled == 0,
+                f"{throttled} throttled",
+            )
+        )
     with connection.cursor() as cur:
         cur.execute(BAD_STOCK_SQL)
         bad = cur.fetchone()[0]

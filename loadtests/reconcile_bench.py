@@ -76,7 +76,12 @@ def build(products: int, per_product: int, prefix: str = "BENCH-") -> None:
         print(f"reusing {existing} {prefix} products already in the database")
         return
     started = time.perf_counter()
-    params = {"products": products, "per_product": per_product, "prefix": prefix, "like": like}
+    params: dict[str, int | str] = {
+        "products": products,
+        "per_product": per_product,
+        "prefix": prefix,
+        "like": like,
+    }
     with (
         transaction.atomic(),
         pghistory.context(command="reconcile_bench"),

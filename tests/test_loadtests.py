@@ -1,5 +1,6 @@
 """The load-test tooling runs end to end: the Locust suite against a live server (gunicorn and a
-worker, as `make run` starts them) with its correctness gates, and the benchmark driver's report.
+worker, as `make run` starts them) with its correctness gates, the load-test keys that keep it
+out of the throttle, and the benchmark driver's report.
 
 These check that the tools work and what they report, never how fast anything is.
 """
@@ -20,13 +21,26 @@ import pytest
 from django.db import connection
 
 from config.launcher import WORKER_COMMAND, _venv_bin
+from fulfillment.models import ApiKey
 from fulfillment.services.api_keys import api_key_create
-from loadtests.bench import UNLIMITED_RATE, start_web, stop_web
+from loadtests.benchlib import UNLIMITED_RATE, start_web, stop_web
 from loadtests.gates import run_gates
+from loadtests.keys import DEFAULT_RATE, ensure_load_test_keys, read_keys
 from tests.factories import make_product
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The live server's limit for keys without one of their own: tiny, so that even a slow smoke run
+# exceeds it and only keys with their own higher rate get through without a 429.
+SERVER_KEY_RATE = "5/min"
+GATES = {
+    "requests were made",
+    "no 5xx responses",
+    "no 429 (throttled) responses",
+    "stock never negative, reserved <= on hand",
+    "ledger reconciliation clean",
+    "accepted units = reservations + shipments",
+}
 
 
 def _server_env() -> dict[str, str]:
@@ -39,7 +53,7 @@ def _server_env() -> dict[str, str]:
         ),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50)[:50],
-        "THROTTLE_RATE_KEY": UNLIMITED_RATE,
+        "THROTTLE_RATE_KEY": SERVER_KEY_RATE,
         "THROTTLE_RATE_ANON": UNLIMITED_RATE,
         "SECURE_SSL_REDIRECT": "0",
         "PIPELINE_DELAY_PROCESSING": "0",
@@ -70,50 +84,59 @@ def live_system(transactional_db: None, empty_queue: None, tmp_path: Path) -> It
         stop_web(web)
 
 
-def test_locust_smoke_run_makes_requests_without_5xx_and_passes_the_gates(live_system, tmp_path):
-    # given: products with plenty of stock, and one that sells out at once
+def _products() -> None:
+    """Products with plenty of stock, and one that sells out at once."""
     for _ in range(8):
         make_product(stock=100_000)
     make_product(stock=3)
-    # the locustfile's users take this key (admin may do what every role does)
-    key = api_key_create(name="locust-smoke", role="admin").raw_key
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOCUST_API_KEY": key}
-    prefix = tmp_path / "locust"
 
-    # when: the locustfile runs headless for a few seconds
-    result = subprocess.run(
-        [
-            str(BIN / "locust"),
-            "-f",
-            str(ROOT / "loadtests" / "locustfile.py"),
-            "--headless",
-            "--host",
-            live_system,
-            "-u",
-            "12",
-            "-r",
-            "12",
-            "-t",
-            "5s",
-            "--csv",
-            str(prefix),
-            "--only-summary",
-            "--stop-timeout",
-            "5",
-            "--exit-code-on-error",
-            "0",
-        ],
+
+def _run_loadtest(base_url: str, prefix: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`make loadtest` for 5 s with 12 users: load-test keys, headless Locust, then the gates."""
+    return subprocess.run(
+        [sys.executable, "-m", "loadtests.run_loadtest", "--host", base_url]
+        + ["--users", "12", "--spawn-rate", "12", "--time", "5s", "--prefix", str(prefix)],
         cwd=ROOT,
-        env=env,
+        env={**_server_env(), "PYTHONUNBUFFERED": "1", **env},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
     )
 
-    # then: every user class made its requests, none failed, and the gates pass
-    assert result.returncode == 0, result.stderr[-3000:]
+
+def _stats(prefix: Path) -> dict[str, dict[str, str]]:
     with open(f"{prefix}_stats.csv", newline="") as fh:
-        stats = {row["Name"]: row for row in csv.DictReader(fh)}
+        return {row["Name"]: row for row in csv.DictReader(fh)}
+
+
+def _failures(prefix: Path) -> list[dict[str, str]]:
+    with open(f"{prefix}_failures.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_locust_smoke_run_makes_requests_without_5xx_or_429_and_passes_the_gates(
+    live_system, tmp_path
+):
+    # given: products, and a server whose default per-key limit a few seconds of load exceed
+    _products()
+    prefix = tmp_path / "locust"
+
+    # when: `make loadtest` runs (it creates the load-test keys under DEVSTACK_DIR)
+    result = _run_loadtest(live_system, prefix, {"DEVSTACK_DIR": str(tmp_path)})
+
+    # then: the keys have the load-test rate, every user class made its requests, none failed
+    # (no 429 among them), and the gates pass
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    keys = read_keys(tmp_path / "loadtest-keys.json")
+    assert sorted(keys) == ["admin", "operator", "viewer"]
+    assert {
+        k.name: k.throttle_rate for k in ApiKey.objects.filter(name__startswith="loadtest-")
+    } == {
+        "loadtest-admin": DEFAULT_RATE,
+        "loadtest-operator": DEFAULT_RATE,
+        "loadtest-viewer": DEFAULT_RATE,
+    }
+    stats = _stats(prefix)
     for name in (
         "POST /orders/",
         "GET /orders/{id}/",
@@ -122,18 +145,61 @@ def test_locust_smoke_run_makes_requests_without_5xx_and_passes_the_gates(live_s
         "POST /inventory/{id}/adjust/",
     ):
         assert int(stats[name]["Request Count"]) > 0, (name, sorted(stats))
-    assert int(stats["Aggregated"]["Failure Count"]) == 0, Path(
-        f"{prefix}_failures.csv"
-    ).read_text()
+    # more requests than the server's default limit lets one key make in the run
+    assert int(stats["Aggregated"]["Request Count"]) > 5, stats["Aggregated"]
+    assert int(stats["Aggregated"]["Failure Count"]) == 0, _failures(prefix)
+    assert not [n for n in stats if "429" in n], sorted(stats)
+    assert _failures(prefix) == []
+    assert "PASS  no 429 (throttled) responses" in result.stdout, result.stdout[-3000:]
     gates = run_gates(str(prefix))
     assert [name for name, ok, _ in gates if not ok] == [], gates
-    assert {name for name, _, _ in gates} >= {
-        "requests were made",
-        "no 5xx responses",
-        "stock never negative, reserved <= on hand",
-        "ledger reconciliation clean",
-        "accepted units = reservations + shipments",
-    }
+    assert {name for name, _, _ in gates} >= GATES
+
+
+def test_locust_counts_a_429_as_a_failure_and_the_gates_fail(live_system, tmp_path):
+    # given: one key held to the server's default limit (5/min) for every simulated user
+    _products()
+    key = api_key_create(name="locust-throttled", role="admin").raw_key
+    prefix = tmp_path / "locust"
+
+    # when
+    result = _run_loadtest(live_system, prefix, {"LOCUST_API_KEY": key})
+
+    # then: the throttled requests are failures, the run's gate says so, nothing else failed
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    stats = _stats(prefix)
+    assert int(stats["Aggregated"]["Failure Count"]) > 0, stats["Aggregated"]
+    failures = _failures(prefix)
+    assert failures and all("throttled 429" in f["Error"] for f in failures), failures
+    throttled = sum(int(f["Occurrences"]) for f in failures)
+    assert throttled == int(stats["Aggregated"]["Failure Count"])
+    assert "FAIL  no 429 (throttled) responses" in result.stdout, result.stdout[-3000:]
+    gates = {name: ok for name, ok, _ in run_gates(str(prefix))}
+    assert gates.pop("no 429 (throttled) responses") is False
+    assert set(gates) == GATES - {"no 429 (throttled) responses"}
+    assert all(gates.values()), gates
+
+
+def test_load_test_keys_are_created_once_reused_and_replaced_when_the_rate_changes(db, tmp_path):
+    path = tmp_path / "loadtest-keys.json"
+
+    first = ensure_load_test_keys(path=path)
+    stored = read_keys(path)
+    again = ensure_load_test_keys(path=path)
+    other_rate = ensure_load_test_keys(rate="5000/s", path=path)
+
+    assert sorted(first) == ["admin", "operator", "viewer"]
+    assert stored == first
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert again == first
+    assert set(other_rate.values()).isdisjoint(first.values())
+    assert read_keys(path) == other_rate
+    keys = ApiKey.objects.filter(name__startswith="loadtest-").order_by("name")
+    assert [(k.name, k.role, k.throttle_rate) for k in keys] == [
+        ("loadtest-admin", "admin", "5000/s"),
+        ("loadtest-operator", "operator", "5000/s"),
+        ("loadtest-viewer", "viewer", "5000/s"),
+    ]
 
 
 def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_ratio(tmp_path):

@@ -36,6 +36,7 @@ _COLUMNS = (
     "created_at",
     "last_used_at",
     "revoked_at",
+    "throttle_rate",
 )
 _BY_PREFIX_SQL = "SELECT %s FROM fulfillment_apikey WHERE prefix = %%s" % ", ".join(_COLUMNS)
 

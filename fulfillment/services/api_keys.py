@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,7 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from fulfillment.errors import Conflict, NotFound, ValidationFailed
-from fulfillment.models import ApiKey
+from fulfillment.models import THROTTLE_RATE_PATTERN, ApiKey
 
 KEY_PREFIX = "of"
 # last_used_at is written at most this often per key, so a busy key is not one UPDATE per request.
@@ -43,10 +44,12 @@ def new_key_material() -> tuple[str, str, str]:
     return prefix, raw_key, hash_key(raw_key)
 
 
-def api_key_create(*, name: str, role: str) -> IssuedKey:
+def api_key_create(*, name: str, role: str, throttle_rate: str = "") -> IssuedKey:
     """Create a key and return it with its raw value, which is never stored nor shown again.
 
-    The unique ``name`` and ``prefix`` constraints make a concurrent duplicate fail cleanly.
+    ``throttle_rate`` (e.g. ``"1000000/min"``) replaces ``THROTTLE_RATE_KEY`` for this key; empty
+    keeps the setting. The unique ``name`` and ``prefix`` constraints make a concurrent duplicate
+    fail cleanly.
     """
     name = name.strip()
     if not name or len(name) > 100:
@@ -55,11 +58,21 @@ def api_key_create(*, name: str, role: str) -> IssuedKey:
         raise ValidationFailed(
             f"role must be one of {', '.join(ApiKey.Role.values)}", field="role", role=role
         )
+    if throttle_rate and not re.fullmatch(THROTTLE_RATE_PATTERN, throttle_rate):
+        raise ValidationFailed(
+            "throttle_rate must read <requests>/<s|m|h|d>, e.g. 1200/min",
+            field="throttle_rate",
+            throttle_rate=throttle_rate,
+        )
     prefix, raw_key, hashed = new_key_material()
     try:
         with transaction.atomic():
             api_key = ApiKey.objects.create(
-                name=name, role=role, prefix=prefix, hashed_secret=hashed
+                name=name,
+                role=role,
+                prefix=prefix,
+                hashed_secret=hashed,
+                throttle_rate=throttle_rate,
             )
     except IntegrityError as exc:
         raise Conflict(f"an API key named {name!r} already exists", field="name") from exc
@@ -67,14 +80,14 @@ def api_key_create(*, name: str, role: str) -> IssuedKey:
 
 
 @transaction.atomic
-def api_key_replace(*, name: str, role: str) -> IssuedKey:
+def api_key_replace(*, name: str, role: str, throttle_rate: str = "") -> IssuedKey:
     """Delete the key named ``name`` (if any) and issue a new one under the same name.
 
-    For the demo keys of ``make run`` whose raw value was lost; real keys are revoked instead,
-    so their row stays as a record.
+    For the demo and load-test keys of the dev stack whose raw value was lost; real keys are
+    revoked instead, so their row stays as a record.
     """
     ApiKey.objects.filter(name=name).delete()
-    return api_key_create(name=name, role=role)
+    return api_key_create(name=name, role=role, throttle_rate=throttle_rate)
 
 
 def api_key_revoke(*, name: str) -> ApiKey:

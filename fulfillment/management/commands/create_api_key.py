@@ -18,6 +18,11 @@ class Command(AuditedCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True, help="unique name, recorded as the actor")
         parser.add_argument("--role", choices=ApiKey.Role.values, default=ApiKey.Role.VIEWER)
+        parser.add_argument(
+            "--throttle-rate",
+            default="",
+            help="this key's request limit, e.g. 1000000/min (default: THROTTLE_RATE_KEY)",
+        )
         parser.add_argument("--revoke", action="store_true", help="revoke the key named --name")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -26,7 +31,9 @@ class Command(AuditedCommand):
                 api_key = api_key_revoke(name=opts["name"])
                 self.stdout.write(f"revoked API key {api_key.name!r}")
                 return
-            issued = api_key_create(name=opts["name"], role=opts["role"])
+            issued = api_key_create(
+                name=opts["name"], role=opts["role"], throttle_rate=opts["throttle_rate"]
+            )
         except FulfillmentError as exc:
             raise CommandError(exc.message) from exc
         self.stderr.write(
