@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('fulfillment', '0005_pipeline_stock_effect_failed'),
+        ('fulfillment', '0006_idempotency_scoped_to_caller'),
     ]
 
     operations = [
