@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from config.launcher import WORKER_COMMAND, _venv_bin
+from config.devstack.launcher import WORKER_COMMAND, _venv_bin
 from fulfillment.services.api_keys import api_key_create
 from loadtests.bench import UNLIMITED_RATE, start_web, stop_web
 from loadtests.gates import run_gates
@@ -70,6 +70,7 @@ def live_system(transactional_db: None, empty_queue: None, tmp_path: Path) -> It
         stop_web(web)
 
 
+@pytest.mark.slow
 def test_locust_smoke_run_makes_requests_without_5xx_and_passes_the_gates(live_system, tmp_path):
     # given: products with plenty of stock, and one that sells out at once
     for _ in range(8):
@@ -136,6 +137,7 @@ def test_locust_smoke_run_makes_requests_without_5xx_and_passes_the_gates(live_s
     }
 
 
+@pytest.mark.slow
 def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_ratio(tmp_path):
     # given: the driver at an even smaller size than --quick (the shape matters here, not speed)
     report = tmp_path / "bench.md"
