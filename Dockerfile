@@ -13,12 +13,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone, so this layer is rebuilt only when they change.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# Dependencies first, from the lock file alone (the application's dependencies pinned with hashes;
+# no dev tools, no embedded dev servers), so this layer is rebuilt only when they change.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # Then the project itself (installed from pyproject.toml; the code runs from /app).
 COPY . .
@@ -31,5 +29,6 @@ USER app
 
 EXPOSE 8000
 
-# The same web command `make run` uses (config.launcher.WEB_COMMAND; a test keeps them equal).
+# The same web command `make run` uses (config.devstack.launcher.WEB_COMMAND; a test keeps them
+# equal).
 CMD ["gunicorn", "config.wsgi:application", "--config", "python:config.gunicorn"]

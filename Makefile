@@ -1,27 +1,47 @@
 # Two commands: `make run` starts the whole system, `make test` runs the tests.
-# Both bootstrap .venv (again only when pyproject.toml changes) and the embedded servers.
+# Both bootstrap .venv (again only when pyproject.toml or the lock file changes) and the embedded
+# servers. The versions come from requirements-dev.lock (pinned, with hashes); `make lock`
+# refreshes both lock files after a change to the dependencies in pyproject.toml.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+LOCK_DEV  := requirements-dev.lock
+LOCK_PROD := requirements.lock
 
-.PHONY: run test lint typecheck locust loadtest bench stack-start stack-stop stack-status clean
+.PHONY: run test test-fast lint typecheck lock locust loadtest bench stack-start stack-stop stack-status clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
-	@echo "[make] installing the project and its dev tools into $(VENV)"
-	@$(PY) -m pip install --quiet -e ".[dev]"
+	@echo "[make] installing the locked dependencies and the project into $(VENV)"
+	@$(PY) -m pip install --quiet --require-hashes -r $(LOCK_DEV)
+	@$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve the dependencies of pyproject.toml: requirements-dev.lock (the project with its
+# `dev` and `devstack` extras: make, CI) and requirements.lock (the application alone: the
+# Docker image, at the same versions). Keeps every pin that still fits unless UPGRADE=1.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	@$(UV_COMPILE) pyproject.toml --extra dev --extra devstack -o $(LOCK_DEV)
+	@$(UV_COMPILE) pyproject.toml -c $(LOCK_DEV) -o $(LOCK_PROD)
+	@echo "[make] wrote $(LOCK_DEV) and $(LOCK_PROD)"
 
 run: $(STAMP)
 	@$(PY) -m config.devstack run
 
+# Everything (what CI runs).
 test: $(STAMP)
 	@$(PY) -m pytest $(ARGS)
 
+# Everything but the tests marked `slow` (benchmark driver, Locust, worker crash, faults, ...).
+test-fast: $(STAMP)
+	@$(PY) -m pytest -m "not slow" $(ARGS)
+
 lint: $(STAMP)
-	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	@$(VENV)/bin/mypy fulfillment config

@@ -1,7 +1,7 @@
 """Benchmark driver: `make bench` (full run, under ten minutes) or `make bench ARGS=--quick`
 (every scenario briefly, under two minutes); ``python -m loadtests.bench --help`` for the knobs.
 
-It starts a THROWAWAY embedded PostgreSQL and Redis (``config.devstack.DevStack`` in a temporary
+It starts a THROWAWAY embedded PostgreSQL and Redis (``config.devstack.servers.DevStack`` in a temporary
 directory, stopped and deleted at the end), so the dev database is never touched and every run
 starts from the same empty state. Each figure is measured next to its reference in the same run,
 and the report shows their ratio, its target and pass/miss. It prints one
@@ -96,7 +96,7 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 @contextmanager
 def throwaway_stack() -> Iterator[dict[str, str]]:
     """A fresh embedded PostgreSQL and Redis in a temporary directory, removed afterwards."""
-    from config.devstack import DevStack
+    from config.devstack.servers import DevStack
 
     base = Path(tempfile.mkdtemp(prefix="bench-stack-"))
     stack = DevStack(base=base)

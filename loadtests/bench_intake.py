@@ -1,7 +1,7 @@
 """Order intake scenarios of the benchmark driver (``loadtests/bench.py``, `make bench`), each a
 function of the shared ``Bench`` that returns its figures.
 
-Against gunicorn started as `make run` starts it (``config.launcher.WEB_COMMAND``: sync workers,
+Against gunicorn started as `make run` starts it (``config.devstack.launcher.WEB_COMMAND``: sync workers,
 persistent connections, ``DEBUG=0``):
 
 - ``statements``: SQL statements per single order and per 1,000-order bulk (Django's capture).
@@ -244,7 +244,7 @@ def _ratio_to_ceiling(bench: Bench, figures: dict[str, Any]) -> None:
 
 def pgbench_single(bench: Bench) -> dict[str, Any]:
     """The raw-SQL ceiling: the API's order statement through pgbench, simple protocol, 16 clients."""
-    from config.devstack import DevStack
+    from config.devstack.servers import DevStack
 
     db = bench.db
     pids = bench.product_ids

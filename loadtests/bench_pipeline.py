@@ -47,7 +47,7 @@ def setup(db_name: str = BENCH_DB) -> dict[str, str]:
     if _ready:
         return {"DATABASE_URL": os.environ["DATABASE_URL"]}
     sys.path.insert(0, str(ROOT))
-    from config.devstack import external_or_embedded_env
+    from config.devstack.servers import external_or_embedded_env
 
     global _postmaster_pid
     env, stack = external_or_embedded_env()
@@ -215,7 +215,7 @@ def workers(
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``processes`` worker processes started with the system's WORKER_COMMAND; yields once they
     have registered (so start-up time is not measured); stops them on exit."""
-    from config.launcher import WORKER_COMMAND
+    from config.devstack.launcher import WORKER_COMMAND
 
     cmd = [sys.executable, *WORKER_COMMAND[1:], f"--concurrency={concurrency}", *extra_args]
     full_env = {

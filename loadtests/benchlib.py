@@ -40,7 +40,7 @@ def start_web(
     its base URL once ``/health/live/`` answers."""
     import http.client
 
-    from config.launcher import WEB_COMMAND, _venv_bin
+    from config.devstack.launcher import WEB_COMMAND, _venv_bin
 
     port = _free_port()
     with open(log or os.devnull, "ab") as out:

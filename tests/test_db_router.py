@@ -1,7 +1,7 @@
 """Primary/replica routing (config/db_router.py).
 
 The test session defines a ``replica`` alias that mirrors the test database (``TEST: {"MIRROR":
-"default"}``, set by config/pytest_devstack.py) with no router; these tests switch the router on.
+"default"}``, set by config/devstack/pytest_plugin.py) with no router; these tests switch the router on.
 The mirror is a second connection (its own PostgreSQL session) to the same database, so tests are
 transactional (committed data) and each check looks at which connection really ran the queries.
 """

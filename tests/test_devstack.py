@@ -3,7 +3,7 @@ from __future__ import annotations
 import psycopg
 import redis
 
-from config.devstack import DevStack, pid_alive
+from config.devstack.servers import DevStack, pid_alive
 
 
 def test_devstack_starts_reuses_and_stops_without_leaving_processes(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from config.launcher import WORKER_COMMAND, _venv_bin
+from config.devstack.launcher import WORKER_COMMAND, _venv_bin
 from fulfillment.models import ApiKey
 from fulfillment.services.api_keys import api_key_create
 from loadtests.benchlib import UNLIMITED_RATE, start_web, stop_web
@@ -114,6 +114,7 @@ def _failures(prefix: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_locust_smoke_run_makes_requests_without_5xx_or_429_and_passes_the_gates(
     live_system, tmp_path
 ):
@@ -156,6 +157,7 @@ def test_locust_smoke_run_makes_requests_without_5xx_or_429_and_passes_the_gates
     assert {name for name, _, _ in gates} >= GATES
 
 
+@pytest.mark.slow
 def test_locust_counts_a_429_as_a_failure_and_the_gates_fail(live_system, tmp_path):
     # given: one key held to the server's default limit (5/min) for every simulated user
     _products()
@@ -202,6 +204,7 @@ def test_load_test_keys_are_created_once_reused_and_replaced_when_the_rate_chang
     ]
 
 
+@pytest.mark.slow
 def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_ratio(tmp_path):
     # given: the driver at an even smaller size than --quick (the shape matters here, not speed)
     report = tmp_path / "bench.md"

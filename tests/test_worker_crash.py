@@ -14,11 +14,15 @@ import pytest
 from django.db import connection
 from django.db.models import Sum
 
-from config.launcher import WORKER_COMMAND
+from config.devstack.launcher import WORKER_COMMAND
 from fulfillment.models import Order, StockLevel, StockMovement
 from tests.factories import make_order, make_product
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("empty_queue")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("empty_queue"),
+]
 ROOT = Path(__file__).resolve().parent.parent
 ORDERS = 150
 

@@ -370,6 +370,7 @@ def test_failed_adjustment_keeps_the_cached_summary(api):
 # ----- concurrency -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_random_adjustments_never_500_never_deadlock_and_reconcile():
     # given: 5 products with little stock, so many decrements are refused

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import requests
 
-from config.devstack import DevStack, free_port, wait_until
+from config.devstack.servers import DevStack, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,6 +20,7 @@ import requests
 
 from tests.security.servers import FaultSystem, wait_for
 
+pytestmark = pytest.mark.slow  # real servers stopped and restarted
 _sku = itertools.count(1)
 
 

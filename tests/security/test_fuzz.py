@@ -99,6 +99,7 @@ def _aim_at_existing_rows(case, existing_ids) -> None:  # type: ignore[no-untype
 # transaction=True: each request commits (or fails) on its own, as in production. Inside one test
 # transaction a statement error of one request (a 422 for a NUL byte PostgreSQL refuses, say)
 # would abort the transaction for every later request.
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("in_process_wsgi")
 def test_api_conforms_to_its_schema_and_never_answers_5xx(case, admin_headers, existing_ids):  # type: ignore[no-untyped-def]

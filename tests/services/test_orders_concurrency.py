@@ -73,6 +73,7 @@ def test_no_oversell_with_32_threads_on_one_product():
     assert inventory_reconcile().ok
 
 
+@pytest.mark.slow
 def test_no_deadlock_with_random_multi_line_orders_in_random_line_order():
     products = [make_product(stock=1_000_000).pk for _ in range(5)]
     deadline = time.monotonic() + 10

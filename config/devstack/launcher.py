@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from config.devstack import ROOT, DevStack, external_or_embedded_env
+from config.devstack.servers import ROOT, DevStack, external_or_embedded_env
 
 # The commands are shared with docker-compose.yml (a test checks they stay the same).
 WEB_COMMAND = [

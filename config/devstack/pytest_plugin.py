@@ -1,6 +1,6 @@
-"""Pytest plugin (loaded with ``-p config.pytest_devstack``): when DATABASE_URL / REDIS_URL are not
-set, start (or reuse) the embedded PostgreSQL and Redis before pytest-django reads the settings,
-and stop at the end whatever this session started."""
+"""Pytest plugin (loaded with ``-p config.devstack.pytest_plugin``): when DATABASE_URL /
+REDIS_URL are not set, start (or reuse) the embedded PostgreSQL and Redis before pytest-django
+reads the settings, and stop at the end whatever this session started."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> Generator[None, None, None]:
     global _stack
-    from config.devstack import external_or_embedded_env
+    from config.devstack.servers import external_or_embedded_env
 
     env, _stack = external_or_embedded_env()
     os.environ["DATABASE_URL"] = env["DATABASE_URL"]
