@@ -10,9 +10,12 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -25,13 +28,17 @@ _sku = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultSystem]:
-    fault = FaultSystem(base=tmp_path_factory.mktemp("fault-stack"))
+def system() -> Iterator[FaultSystem]:
+    # Not under pytest's own temporary directory: its root is reset to mode 0700 whenever another
+    # pytest session starts, which would lock the PostgreSQL system user out of its data mid-test.
+    base = Path(tempfile.mkdtemp(prefix="fulfillment-fault-stack-"))
+    fault = FaultSystem(base=base)
     try:
         fault.start()
         yield fault
     finally:
         fault.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _new_product(system: FaultSystem, prefix: str) -> tuple[str, requests.Response]:
