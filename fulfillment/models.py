@@ -7,8 +7,11 @@ from typing import Any, ClassVar
 
 import pghistory
 import pgtrigger
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+
+from fulfillment.lifecycle import OrderPriority, OrderStatus
 
 
 class Product(models.Model):
@@ -32,13 +35,28 @@ class Product(models.Model):
         return f"{self.sku} {self.name}"
 
 
+def default_low_stock_threshold() -> int:
+    return int(settings.DEFAULT_LOW_STOCK_THRESHOLD)
+
+
+def low_stock_q(prefix: str = "") -> Q:
+    """Low stock, the one rule: available (on_hand - reserved) at or below the threshold.
+    ``prefix`` reaches the stock level through a relation (``"stock__"`` from Product);
+    :attr:`StockLevel.is_low` is the same rule on a loaded row."""
+    return Q(
+        **{
+            f"{prefix}low_stock_threshold__gte": F(f"{prefix}on_hand") - F(f"{prefix}reserved"),
+        }
+    )
+
+
 class StockLevel(models.Model):
     """Stock of one product. ``available = on_hand - reserved``; CHECKs are the last defence."""
 
     product = models.OneToOneField(Product, on_delete=models.CASCADE, related_name="stock")
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
-    low_stock_threshold = models.PositiveIntegerField(default=10)
+    low_stock_threshold = models.PositiveIntegerField(default=default_low_stock_threshold)
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -58,6 +76,7 @@ class StockLevel(models.Model):
 
     @property
     def is_low(self) -> bool:
+        """:func:`low_stock_q` on this row."""
         return self.available <= self.low_stock_threshold
 
     def __str__(self) -> str:
@@ -122,23 +141,10 @@ class StockMovement(models.Model):
 
 
 class Order(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        PROCESSING = "processing"
-        SHIPPED = "shipped"
-        DELIVERED = "delivered"
-        CANCELLED = "cancelled"
-        FAILED = "failed"
+    """An order; its statuses and the moves between them are defined in ``fulfillment.lifecycle``."""
 
-    class Priority(models.TextChoices):
-        LOW = "low"
-        NORMAL = "normal"
-        HIGH = "high"
-
-    TERMINAL: ClassVar[frozenset[str]] = frozenset(
-        {Status.DELIVERED, Status.CANCELLED, Status.FAILED}
-    )
-    CANCELLABLE: ClassVar[frozenset[str]] = frozenset({Status.PENDING, Status.PROCESSING})
+    Status = OrderStatus
+    Priority = OrderPriority
 
     order_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     customer_name = models.CharField(max_length=200)

@@ -260,7 +260,7 @@ def test_single_create_defers_the_same_job_as_enqueue_first_stage(api):
     """order_create writes its job in the same SQL statement; it must match the pipeline's."""
     from django.db import transaction
 
-    from fulfillment.services.pipeline import enqueue_first_stage
+    from fulfillment.services.stages import enqueue_first_stage
 
     product = make_product(stock=10)
     order_id = api.post("orders/", body((product.pk, 1))).json()["order_id"]
