@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any, ClassVar
 
@@ -264,6 +265,21 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation {self.created_at:%Y-%m-%d %H:%M} ({'ok' if self.ok else 'drift'})"
+
+
+API_KEY_PREFIX = "of"
+
+
+def hash_api_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_lookup_prefix(raw_key: str) -> str | None:
+    """The lookup prefix of a well-formed key (``of_<prefix>_<secret>``), else None."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1]
 
 
 class ApiKey(models.Model):
