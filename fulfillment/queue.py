@@ -132,11 +132,6 @@ def defer_stage_jobs(jobs: Sequence[StageJob]) -> list[int]:
     return [job.id for job in deferred if job.id is not None]
 
 
-def defer_jobs(jobs: Sequence[Job]) -> list[int]:
-    """Defer prepared jobs (e.g. ``task.configure().job`` copies) in the caller's transaction."""
-    return [job.id for job in job_manager().batch_defer_jobs(list(jobs)) if job.id is not None]
-
-
 # ----- reads ------------------------------------------------------------------------------------
 
 _LIVE_STAGE_JOBS_SQL = """

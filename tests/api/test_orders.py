@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from fulfillment.models import Order, OrderLine, StockLevel, StockMovement
+from fulfillment.queue import ADVANCE_ORDER_TASK
 from tests.conftest import assert_error
 from tests.factories import make_product
 from tests.jobs import new_jobs, remember_last_job  # noqa: F401 (fixture)
@@ -63,7 +64,7 @@ def test_order_create_reserves_stock_writes_ledger_and_defers_one_job(api):
         (b.pk, 2, 2),
     ]
     job = new_jobs().get()
-    assert job.task_name == "fulfillment.advance_order"
+    assert job.task_name == ADVANCE_ORDER_TASK
     assert job.args == {"order_pk": order.pk, "expected_status": "pending"}
 
 

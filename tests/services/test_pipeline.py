@@ -13,6 +13,7 @@ from procrastinate.contrib.django import app
 
 from fulfillment.errors import InvalidStockChange, InvalidTransition
 from fulfillment.models import Order, StockLevel, StockMovement
+from fulfillment.queue import ADVANCE_ORDER_TASK
 from fulfillment.services import simulation, stages
 from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_order, make_product
@@ -68,7 +69,7 @@ def test_every_audit_event_a_job_writes_carries_task_name_and_job_id():
     updates = [e for e in Events.objects.tracks(order) if e.pgh_label == "update"]
     assert len(updates) == 3
     for event in updates:
-        assert event.pgh_context["task"] == "fulfillment.advance_order"
+        assert event.pgh_context["task"] == ADVANCE_ORDER_TASK
         assert event.pgh_context["job_id"] in job_ids
 
 
@@ -284,7 +285,8 @@ def test_stage_jobs_are_scheduled_after_the_simulated_delay_not_slept_through(se
     with connection.cursor() as cur:
         cur.execute(
             "SELECT EXTRACT(EPOCH FROM scheduled_at - now()) FROM procrastinate_jobs "
-            "WHERE task_name = 'fulfillment.advance_order'"
+            "WHERE task_name = %s",
+            [ADVANCE_ORDER_TASK],
         )
         waits = [float(r[0]) for r in cur.fetchall()]
     assert len(waits) == len(orders)
