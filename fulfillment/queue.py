@@ -18,7 +18,8 @@ when an upgrade changes them):
   Python API would add a round trip (and a transaction) per order and per stage.
 - Columns of ``procrastinate_jobs`` (``task_name``, ``status``, ``args``, ``queue_name``,
   ``scheduled_at``) and ``procrastinate_events`` (``job_id``, ``type``, ``at``), read by
-  :func:`live_stage_job_order_pks` (a JSON key filter the Python API has no form for) and
+  :func:`live_stage_job_order_pks` (one array parameter for up to a thousand orders, where the
+  ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
   :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
   ``deferred`` event of jobs without ``scheduled_at``).
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.conf import settings
+from django.db import models
 
 from fulfillment.errors import ValidationFailed
 
@@ -69,16 +70,25 @@ def validate_bulk_size(count: int) -> None:
 # ----- manual stock adjustments -----------------------------------------------------------------
 
 MAX_UNITS = 1_000_000_000
-# Kinds a person may post; reserve/release/ship belong to orders and the pipeline.
-ADJUST_KINDS = ("adjust", "receive", "return", "count")
-ADDING_KINDS = ("receive", "return")
+
+
+class AdjustKind(models.TextChoices):
+    """Ledger kinds a person may post; reserve/release/ship belong to orders and the pipeline."""
+
+    ADJUST = "adjust"
+    RECEIVE = "receive"
+    RETURN = "return"
+    COUNT = "count"
+
+
+ADDING_KINDS = (AdjustKind.RECEIVE, AdjustKind.RETURN)
 
 
 def adjustment_kind(kind: str | None, set_to: int | None) -> str:
     """The kind of an adjustment that names none: a count when it sets an absolute quantity."""
     if kind is not None:
-        return kind
-    return "count" if set_to is not None else "adjust"
+        return str(kind)
+    return AdjustKind.COUNT if set_to is not None else AdjustKind.ADJUST
 
 
 def adjustment_problem(
@@ -87,7 +97,7 @@ def adjustment_problem(
     """``(field, message)`` of the first adjustment rule broken, or None: exactly one of a signed
     ``quantity_change`` (not zero) and an absolute ``set_to`` (kind ``count`` only); receive and
     return add stock."""
-    if kind not in ADJUST_KINDS:
+    if kind not in AdjustKind.values:
         return "kind", f"kind {kind!r} is not a manual adjustment"
     if (quantity_change is None) == (set_to is None):
         return "quantity_change", "give exactly one of quantity_change and set_to"

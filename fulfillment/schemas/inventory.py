@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, StrictInt, model_validator
 
 from fulfillment import rules
 from fulfillment.models import StockLevel, StockMovement
-from fulfillment.rules import MAX_UNITS
+from fulfillment.rules import MAX_UNITS, AdjustKind
 from fulfillment.schemas.common import StrictIn
 
 
@@ -24,10 +24,6 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-
-# Kinds a person may post (``rules.ADJUST_KINDS``); reserve/release/ship belong to orders and the
-# pipeline.
-AdjustKind = Literal["adjust", "receive", "return", "count"]
 
 
 class InventoryOut(Schema):
@@ -94,7 +90,7 @@ class AdjustIn(StrictIn):
         problem = rules.adjustment_problem(kind, self.quantity_change, self.set_to)
         if problem is not None:
             raise ValueError(problem[1])
-        self.kind = kind  # type: ignore[assignment]
+        self.kind = AdjustKind(kind)
         return self
 
 
