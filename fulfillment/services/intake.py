@@ -95,9 +95,12 @@ SELECT coalesce(
 REJECTED_MESSAGE = "fulfillment:order_rejected"
 
 
+_FIRST_STAGE_JOB: dict[str, Any] = {**queue.stage_job_params(), "job_lock": None, "job_qlock": None}
+
+
 def first_stage_job_params() -> dict[str, Any]:
     """The job placeholders of :data:`CREATE_SQL`: the stage job, no lock, no queueing lock."""
-    return {**queue.stage_job_params(), "job_lock": None, "job_qlock": None}
+    return dict(_FIRST_STAGE_JOB)
 
 
 def unavailable(requested: Sequence[int], found: Sequence[int], **where: Any) -> ProductUnavailable:
@@ -153,7 +156,7 @@ def order_create(
         # The simulated processing delay (the pk is not known yet, so a seeded run keys the
         # delay on the order's UUID instead).
         "delay": stage_delay(order_pk=order_uuid.int, stage=OrderStatus.PROCESSING),
-        **first_stage_job_params(),
+        **_FIRST_STAGE_JOB,
     }
     try:
         if connection.in_atomic_block:
