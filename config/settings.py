@@ -198,9 +198,6 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in development
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=2 * 1024 * 1024)
 
-# --- Procrastinate -------------------------------------------------------------------------
-PROCRASTINATE_ON_APP_READY = "fulfillment.tasks.on_app_ready"
-
 # --- domain settings -----------------------------------------------------------------------
 PAGE_SIZE_DEFAULT = env.int("PAGE_SIZE_DEFAULT", default=50)
 PAGE_SIZE_MAX = env.int("PAGE_SIZE_MAX", default=500)

@@ -16,7 +16,17 @@ from django.core.management.base import BaseCommand
 from django.http import HttpRequest
 from django.utils.functional import lazy
 
-from fulfillment.api.common import actor_of
+
+def actor_of(request: HttpRequest) -> str:
+    """Who is acting: the API key when authenticated, else the admin user, else anonymous."""
+    key = getattr(request, "api_key", None)
+    if key is not None:
+        return f"api_key:{key.name}"
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.get_username()}"
+    return "anonymous"
+
 
 # DjangoJSONEncoder (pghistory's default) turns the lazy string into str() when pghistory
 # serialises the context for a write, i.e. after authentication has run.

@@ -1,6 +1,7 @@
 """Domain errors: each carries data and a stable ``code``; none knows about HTTP.
 
-``config.api`` maps every code to an HTTP status and the one error shape of DESIGN.md.
+``config.api`` maps every code to an HTTP status and the one error shape
+(``{"error": {"code", "message", "details"}}``).
 """
 
 from __future__ import annotations

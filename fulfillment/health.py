@@ -10,6 +10,9 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django_redis import get_redis_connection
 
+from fulfillment import queue
+from fulfillment.models import ReconciliationRun
+
 
 def check_database() -> dict[str, Any]:
     started = time.perf_counter()
@@ -44,16 +47,11 @@ def check_workers() -> dict[str, Any]:
     """Procrastinate workers and their heartbeat age; fails when no heartbeat is fresh."""
     fresh = settings.STALLED_WORKER_SECONDS
     try:
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT id, EXTRACT(EPOCH FROM now() - last_heartbeat)::float "
-                "FROM procrastinate_workers ORDER BY last_heartbeat DESC LIMIT 50"
-            )
-            rows = cur.fetchall()
+        rows = queue.worker_heartbeats(limit=50)
     except Exception as exc:
         return {"ok": False, "error": exc.__class__.__name__}
     workers = [
-        {"id": r[0], "heartbeat_age_s": round(r[1], 1), "alive": r[1] <= fresh} for r in rows
+        {"id": pk, "heartbeat_age_s": round(age, 1), "alive": age <= fresh} for pk, age in rows
     ]
     live = sum(1 for w in workers if w["alive"])
     return {"ok": live > 0, "live": live, "fresh_within_s": fresh, "workers": workers}
@@ -62,42 +60,21 @@ def check_workers() -> dict[str, Any]:
 def check_queue() -> dict[str, Any]:
     """Jobs due and waiting, the age of the oldest, failed jobs in the last hour (informational)."""
     try:
-        with connection.cursor() as cur:
-            cur.execute(
-                """
-                WITH waiting AS (
-                    SELECT j.id, COALESCE(j.scheduled_at,
-                        (SELECT min(e.at) FROM procrastinate_events e
-                         WHERE e.job_id = j.id AND e.type = 'deferred')) AS due_at
-                    FROM procrastinate_jobs j
-                    WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
-                )
-                SELECT (SELECT count(*) FROM waiting),
-                       (SELECT EXTRACT(EPOCH FROM now() - min(due_at))::float FROM waiting),
-                       (SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'
-                          AND scheduled_at > now()),
-                       (SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'),
-                       (SELECT count(*) FROM procrastinate_events
-                          WHERE type = 'failed' AND at > now() - interval '1 hour')
-                """
-            )
-            waiting, oldest, scheduled, running, failed = cur.fetchone()
+        depth = queue.queue_depth()
     except Exception as exc:
         return {"ok": False, "error": exc.__class__.__name__}
     return {
         "ok": True,
-        "jobs_waiting": waiting,
-        "oldest_waiting_s": round(max(oldest or 0.0, 0.0), 1),
-        "jobs_scheduled": scheduled,
-        "jobs_running": running,
-        "failed_last_hour": failed,
+        "jobs_waiting": depth["waiting"],
+        "oldest_waiting_s": round(max(depth["oldest_waiting_s"] or 0.0, 0.0), 1),
+        "jobs_scheduled": depth["scheduled"],
+        "jobs_running": depth["running"],
+        "failed_last_hour": depth["failed_last_hour"],
     }
 
 
 def check_reconciliation() -> dict[str, Any]:
     """The last hourly inventory reconciliation (informational: drift is reported, not fatal)."""
-    from fulfillment.models import ReconciliationRun
-
     try:
         run = ReconciliationRun.objects.order_by("-created_at", "-id").first()
     except Exception as exc:

@@ -148,7 +148,7 @@ def job_log(
     The yielded dict is the line's extra fields; set ``outcome`` (default ``succeeded``) and
     anything else worth logging. An exception is logged as outcome ``error`` and re-raised::
 
-        with job_log(task="fulfillment.advance_order", job_id=ctx.job.id, order_id=oid) as line:
+        with job_log(task=ctx.job.task_name, job_id=ctx.job.id, order_id=oid) as line:
             line["outcome"] = "advanced" if moved else "skipped"
     """
     started = time.perf_counter()

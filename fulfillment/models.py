@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any, ClassVar
 
 import pghistory
 import pgtrigger
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
+
+from fulfillment.lifecycle import OrderPriority, OrderStatus
 
 
 class Product(models.Model):
@@ -33,13 +37,28 @@ class Product(models.Model):
         return f"{self.sku} {self.name}"
 
 
+def default_low_stock_threshold() -> int:
+    return int(settings.DEFAULT_LOW_STOCK_THRESHOLD)
+
+
+def low_stock_q(prefix: str = "") -> Q:
+    """Low stock, the one rule: available (on_hand - reserved) at or below the threshold.
+    ``prefix`` reaches the stock level through a relation (``"stock__"`` from Product);
+    :attr:`StockLevel.is_low` is the same rule on a loaded row."""
+    return Q(
+        **{
+            f"{prefix}low_stock_threshold__gte": F(f"{prefix}on_hand") - F(f"{prefix}reserved"),
+        }
+    )
+
+
 class StockLevel(models.Model):
     """Stock of one product. ``available = on_hand - reserved``; CHECKs are the last defence."""
 
     product = models.OneToOneField(Product, on_delete=models.CASCADE, related_name="stock")
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
-    low_stock_threshold = models.PositiveIntegerField(default=10)
+    low_stock_threshold = models.PositiveIntegerField(default=default_low_stock_threshold)
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +78,7 @@ class StockLevel(models.Model):
 
     @property
     def is_low(self) -> bool:
+        """:func:`low_stock_q` on this row."""
         return self.available <= self.low_stock_threshold
 
     def __str__(self) -> str:
@@ -123,23 +143,10 @@ class StockMovement(models.Model):
 
 
 class Order(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        PROCESSING = "processing"
-        SHIPPED = "shipped"
-        DELIVERED = "delivered"
-        CANCELLED = "cancelled"
-        FAILED = "failed"
+    """An order; its statuses and the moves between them are defined in ``fulfillment.lifecycle``."""
 
-    class Priority(models.TextChoices):
-        LOW = "low"
-        NORMAL = "normal"
-        HIGH = "high"
-
-    TERMINAL: ClassVar[frozenset[str]] = frozenset(
-        {Status.DELIVERED, Status.CANCELLED, Status.FAILED}
-    )
-    CANCELLABLE: ClassVar[frozenset[str]] = frozenset({Status.PENDING, Status.PROCESSING})
+    Status = OrderStatus
+    Priority = OrderPriority
 
     order_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     customer_name = models.CharField(max_length=200)
@@ -270,6 +277,19 @@ class ReconciliationRun(models.Model):
 
 # A request rate as THROTTLE_RATE_KEY spells it: "<requests>/<s|sec|m|min|h|hour|d|day>".
 THROTTLE_RATE_PATTERN = r"^[1-9][0-9]{0,11}/(s|sec|m|min|h|hour|d|day)$"
+API_KEY_PREFIX = "of"
+
+
+def hash_api_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_lookup_prefix(raw_key: str) -> str | None:
+    """The lookup prefix of a well-formed key (``of_<prefix>_<secret>``), else None."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1]
 
 
 class ApiKey(models.Model):

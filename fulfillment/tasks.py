@@ -1,6 +1,7 @@
 """Procrastinate tasks and periodic schedules. Tasks are thin: load ids, call one service.
 
-Queues: ``pipeline`` (stage jobs) and ``maintenance`` (schedules). Every sync task runs inside
+Task names and queues are defined in ``fulfillment.queue``: ``pipeline`` (stage jobs),
+``maintenance`` (schedules) and ``probe``. Every sync task runs inside
 :func:`job_scope`: fresh Django connections and a pghistory context carrying the task name and
 the job id, so every audit event a job writes says which job wrote it.
 """
@@ -21,8 +22,9 @@ from procrastinate.contrib.django import app
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
+from fulfillment import queue
 from fulfillment.logs import job_log
-from fulfillment.services import pipeline, reports
+from fulfillment.services import reports, stages, stale
 
 logger = logging.getLogger("fulfillment.tasks")
 
@@ -81,21 +83,22 @@ def _actor(context: procrastinate.JobContext) -> str:
 
 
 @app.task(
-    name="fulfillment.advance_order",
-    queue="pipeline",
+    name=queue.ADVANCE_ORDER_TASK,
+    queue=queue.PIPELINE_QUEUE,
+    priority=queue.ADVANCE_ORDER_PRIORITY,
     pass_context=True,
     retry=TransientDatabaseRetry(),
     task_middleware=[job_scope],
 )
 def advance_order(context: procrastinate.JobContext, order_pk: int, expected_status: str) -> str:
-    """Run the next stage of one order (``services.pipeline.order_advance``)."""
+    """Run the next stage of one order (``services.stages.order_advance``)."""
     try:
-        outcome = pipeline.order_advance(
+        outcome = stages.order_advance(
             order_pk=order_pk, expected_status=expected_status, actor=_actor(context)
         )
     except TRANSIENT_ERRORS as exc:
         if retries_exhausted(context.job):
-            pipeline.order_fail_after_retries(
+            stages.order_fail_after_retries(
                 order_pk=order_pk,
                 expected_status=expected_status,
                 actor=_actor(context),
@@ -111,9 +114,9 @@ def maintenance_job(*, name: str, cron: str, periodic_id: str) -> Callable[[Any]
 
     def decorate(func: Any) -> Any:
         task = app.task(
-            name=f"fulfillment.{name}",
-            queue="maintenance",
-            queueing_lock=name,
+            name=name,
+            queue=queue.MAINTENANCE_QUEUE,
+            queueing_lock=name.removeprefix("fulfillment."),
             pass_context=True,
             task_middleware=[job_scope],
         )(func)
@@ -123,10 +126,10 @@ def maintenance_job(*, name: str, cron: str, periodic_id: str) -> Callable[[Any]
 
 
 @maintenance_job(
-    name="heal_stale_orders", cron=settings.STALE_CHECK_CRON, periodic_id="stale_orders"
+    name=queue.HEAL_STALE_ORDERS_TASK, cron=settings.STALE_CHECK_CRON, periodic_id="stale_orders"
 )
 def heal_stale_orders(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
-    result = pipeline.stale_orders_heal(actor=_actor(context))
+    result = stale.stale_orders_heal(actor=_actor(context))
     return {
         "checked": result.checked,
         "redeferred": len(result.redeferred),
@@ -138,8 +141,8 @@ def heal_stale_orders(context: procrastinate.JobContext, timestamp: int) -> dict
 # held by a job of a dead worker would block the very job that is meant to free it.
 @app.periodic(cron=settings.STALLED_JOBS_CRON, periodic_id="stalled_jobs")
 @app.task(
-    name="fulfillment.retry_stalled_jobs",
-    queue="maintenance",
+    name=queue.RETRY_STALLED_JOBS_TASK,
+    queue=queue.MAINTENANCE_QUEUE,
     queueing_lock="retry_stalled_jobs",
     pass_context=True,
 )
@@ -156,7 +159,9 @@ async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) 
     return len(list(stalled))
 
 
-@maintenance_job(name="daily_report", cron=settings.DAILY_REPORT_CRON, periodic_id="daily_report")
+@maintenance_job(
+    name=queue.DAILY_REPORT_TASK, cron=settings.DAILY_REPORT_CRON, periodic_id="daily_report"
+)
 def daily_report(context: procrastinate.JobContext, timestamp: int) -> str:
     """At midnight, report on the day that just ended."""
     tz = datetime.UTC
@@ -164,7 +169,9 @@ def daily_report(context: procrastinate.JobContext, timestamp: int) -> str:
     return str(reports.daily_report_build(day=day).date)
 
 
-@maintenance_job(name="retention_cleanup", cron=settings.CLEANUP_CRON, periodic_id="weekly_cleanup")
+@maintenance_job(
+    name=queue.RETENTION_CLEANUP_TASK, cron=settings.CLEANUP_CRON, periodic_id="weekly_cleanup"
+)
 def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
     result = reports.retention_cleanup()
     return {
@@ -175,7 +182,7 @@ def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict
 
 
 @maintenance_job(
-    name="inventory_reconciliation",
+    name=queue.INVENTORY_RECONCILIATION_TASK,
     cron=settings.RECONCILIATION_CRON,
     periodic_id="hourly_reconciliation",
 )
@@ -183,14 +190,10 @@ def inventory_reconciliation(context: procrastinate.JobContext, timestamp: int) 
     return reports.reconciliation_run().ok
 
 
-@app.task(name="fulfillment.noop", queue="probe")
+@app.task(name=queue.NOOP_TASK, queue=queue.PROBE_QUEUE)
 def noop() -> None:
     """Does nothing: the queue's own throughput, the reference the pipeline benchmark reports
     next to (``loadtests/bench_pipeline.py``), and a probe that a worker is taking jobs."""
-
-
-def on_app_ready(ready_app: procrastinate.App) -> None:
-    """Hook named by PROCRASTINATE_ON_APP_READY (runs when Django's app registry is ready)."""
 
 
 __all__ = [
@@ -200,7 +203,6 @@ __all__ = [
     "heal_stale_orders",
     "inventory_reconciliation",
     "noop",
-    "on_app_ready",
     "retention_cleanup",
     "retry_stalled_jobs",
 ]

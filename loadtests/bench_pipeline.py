@@ -112,7 +112,7 @@ def _warm_up() -> None:
     from django.db import transaction
     from django.test import override_settings
 
-    from fulfillment.services.pipeline import _job_manager
+    from fulfillment.queue import job_manager as _job_manager
     from fulfillment.tasks import noop
 
     no_delays = {stage: (0.0, 0.0) for stage in settings.PIPELINE_DELAYS}
@@ -288,7 +288,7 @@ def noop_job_rate(
     _reset()
     from django.db import transaction
 
-    from fulfillment.services.pipeline import _job_manager
+    from fulfillment.queue import job_manager as _job_manager
     from fulfillment.tasks import noop
 
     with workers(processes=processes, concurrency=concurrency) as procs:
@@ -345,7 +345,7 @@ def _create_orders(products: list[tuple[int, str]], count: int, rng: random.Rand
 
     from fulfillment.models import Order, OrderLine
     from fulfillment.services.inventory import stock_reserve
-    from fulfillment.services.pipeline import enqueue_first_stage
+    from fulfillment.services.stages import enqueue_first_stage
 
     with transaction.atomic():
         orders = Order.objects.bulk_create(
@@ -380,7 +380,8 @@ def _create_orders_bulk(products: list[tuple[int, str]], count: int, rng: random
     """``count`` pending orders (1-3 lines each) through the bulk intake service, as
     ``POST /api/v1/orders/bulk_create/`` makes them: one set-based transaction that reserves the
     stock and defers every first stage job (scheduled after its simulated delay)."""
-    from fulfillment.services.orders import OrderDraft, order_bulk_create
+    from fulfillment.services.bulk_intake import order_bulk_create
+    from fulfillment.services.receipts import OrderDraft
 
     drafts = [
         OrderDraft(

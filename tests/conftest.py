@@ -117,7 +117,7 @@ def anon_api() -> ApiClient:
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """The one error shape of DESIGN.md."""
+    """The one error shape: ``{"error": {"code", "message", "details"}}``."""
     assert response.status_code == status, response.content
     body = response.json()
     assert set(body) == {"error"}, body

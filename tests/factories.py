@@ -1,16 +1,15 @@
-"""Test data through the services, so the ledger is always consistent."""
+"""Test data through the services production uses, so the ledger and the queue are always
+consistent: products through ``product_create``, orders through the intake statement."""
 
 from __future__ import annotations
 
 import itertools
 from decimal import Decimal
 
-from django.db import transaction
-
-from fulfillment.models import Order, OrderLine, Product
-from fulfillment.services.inventory import stock_reserve
-from fulfillment.services.pipeline import enqueue_first_stage
+from fulfillment.models import Order, Product
+from fulfillment.services.intake import order_create
 from fulfillment.services.products import product_create
+from fulfillment.services.receipts import OrderDraft
 
 _seq = itertools.count(1)
 
@@ -20,7 +19,7 @@ def make_product(
     stock: int = 100,
     price: str = "10.00",
     sku: str | None = None,
-    threshold: int = 10,
+    threshold: int | None = None,
     active: bool = True,
 ) -> Product:
     n = next(_seq)
@@ -35,24 +34,15 @@ def make_product(
     )
 
 
-def make_order(
-    *,
-    lines: list[tuple[Product, int]],
-    customer: str = "Test Customer",
-    enqueue: bool = True,
-) -> Order:
-    """A pending order the way intake makes one: reserve stock through the inventory service,
-    insert the order and its lines, defer the first stage job; all in one transaction."""
-    with transaction.atomic():
-        order = Order.objects.create(
+def make_order(*, lines: list[tuple[Product, int]], customer: str = "Test Customer") -> Order:
+    """A pending order made by intake (``order_create``): stock reserved, first stage job
+    deferred, in one statement (a savepoint inside the test's transaction, if any)."""
+    receipt = order_create(
+        draft=OrderDraft(
             customer_name=customer,
             customer_email="customer@example.com",
-            total_amount=sum((p.price * q for p, q in lines), Decimal("0")),
-        )
-        OrderLine.objects.bulk_create(
-            [OrderLine(order=order, product=p, quantity=q, unit_price=p.price) for p, q in lines]
-        )
-        stock_reserve(lines=[(p.pk, q) for p, q in lines], order_id=order.pk, actor="test")
-        if enqueue:
-            enqueue_first_stage(order_pks=[order.pk])
-    return order
+            items=[(p.pk, q) for p, q in lines],
+        ),
+        actor="test",
+    )
+    return Order.objects.get(pk=receipt.pk)

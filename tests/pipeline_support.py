@@ -11,8 +11,10 @@ from django.db import connection, connections
 from procrastinate.contrib.django import app, procrastinate_app
 from procrastinate.periodic import PeriodicRegistry
 
+from fulfillment.queue import ADVANCE_ORDER_TASK, PIPELINE_QUEUE
 
-def due_job_count(queues: Iterable[str] = ("pipeline",)) -> int:
+
+def due_job_count(queues: Iterable[str] = (PIPELINE_QUEUE,)) -> int:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' "
@@ -31,7 +33,7 @@ def _close_thread_connections(call_next: Any, context: Any, worker: Any) -> Any:
 
 
 def run_worker_until_idle(
-    *, queues: Iterable[str] = ("pipeline",), concurrency: int = 1, timeout: float = 30.0
+    *, queues: Iterable[str] = (PIPELINE_QUEUE,), concurrency: int = 1, timeout: float = 30.0
 ) -> None:
     """Run a worker the way ``manage.py procrastinate worker`` does (the app's Django connector
     replaced by a psycopg connector) until no due job is left in ``queues``.
@@ -62,7 +64,7 @@ def _drain(queues: Iterable[str], concurrency: int, deadline: float) -> None:
             )
 
 
-def jobs(task_name: str = "fulfillment.advance_order") -> list[dict]:
+def jobs(task_name: str = ADVANCE_ORDER_TASK) -> list[dict]:
     with connection.cursor() as cur:
         cur.execute(
             "SELECT id, status::text, args, attempts FROM procrastinate_jobs "

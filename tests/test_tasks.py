@@ -12,7 +12,7 @@ from procrastinate.contrib.django import app
 
 from fulfillment import tasks
 from fulfillment.models import DailyReport, Order, ReconciliationRun
-from fulfillment.services import pipeline
+from fulfillment.services import stages
 from fulfillment.services.reports import daily_report_build
 from tests.factories import make_order, make_product
 from tests.pipeline_support import jobs, run_worker_until_idle
@@ -41,9 +41,9 @@ def test_daily_report_counts_orders_revenue_and_stage_durations():
     p10, p20, p5 = (make_product(stock=9, price=p) for p in ("10.00", "20.00", "5.00"))
     delivered = make_order(lines=[(p10, 1)])
     for target in (Status.PROCESSING, Status.SHIPPED, Status.DELIVERED):
-        pipeline.order_transition(order_pk=delivered.pk, target=target, actor="test")
+        stages.order_transition(order_pk=delivered.pk, target=target, actor="test")
     cancelled = make_order(lines=[(p20, 1)])
-    pipeline.order_transition(order_pk=cancelled.pk, target=Status.CANCELLED, actor="test")
+    stages.order_transition(order_pk=cancelled.pk, target=Status.CANCELLED, actor="test")
     make_order(lines=[(p5, 1)])
 
     # when

@@ -15,7 +15,9 @@ from django.db import connection
 from django.db.models import Sum
 
 from config.devstack.launcher import WORKER_COMMAND
+from fulfillment import lifecycle
 from fulfillment.models import Order, StockLevel, StockMovement
+from fulfillment.queue import ADVANCE_ORDER_TASK
 from tests.factories import make_order, make_product
 
 pytestmark = [
@@ -57,8 +59,8 @@ def _start_worker(log: Path) -> subprocess.Popen[bytes]:
 def _job_counts() -> Counter[str]:
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT status::text, count(*) FROM procrastinate_jobs "
-            "WHERE task_name = 'fulfillment.advance_order' GROUP BY 1"
+            "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s GROUP BY 1",
+            [ADVANCE_ORDER_TASK],
         )
         return Counter(dict(cur.fetchall()))
 
@@ -92,7 +94,7 @@ def test_sigkilled_worker_loses_no_order_and_ships_none_twice(tmp_path):
         if first.poll() is None:
             first.kill()
             first.wait()
-    unfinished = Order.objects.exclude(status__in=Order.TERMINAL).count()
+    unfinished = Order.objects.exclude(status__in=lifecycle.TERMINAL).count()
     assert in_flight > 0, "the worker was killed while holding no job"
     assert unfinished > 0, "the worker had finished everything before it was killed"
 
@@ -102,7 +104,7 @@ def test_sigkilled_worker_loses_no_order_and_ships_none_twice(tmp_path):
         # (a job whose transaction had committed before the kill is retried and does nothing).
         _wait(
             lambda: (
-                not Order.objects.exclude(status__in=Order.TERMINAL).exists()
+                not Order.objects.exclude(status__in=lifecycle.TERMINAL).exists()
                 and not (_job_counts()["doing"] or _job_counts()["todo"])
             ),
             60,

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from fulfillment.audit import actor_of
+from fulfillment.errors import ValidationFailed
 
-def actor_of(request: HttpRequest) -> str:
-    """Who is acting: the API key when authenticated, else the admin user, else anonymous."""
-    key = getattr(request, "api_key", None)
-    if key is not None:
-        return f"api_key:{key.name}"
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return f"user:{user.get_username()}"
-    return "anonymous"
+__all__ = ["actor_of", "expected_version"]
 
 
 def caller_of(request: HttpRequest) -> str:
@@ -36,7 +30,5 @@ def expected_version(request: HttpRequest, body_value: int | None) -> int | None
     if not raw:
         return None
     if not raw.isdigit():
-        from fulfillment.errors import ValidationFailed
-
         raise ValidationFailed("If-Match must be a version number", header="If-Match")
     return int(raw)

@@ -18,7 +18,7 @@ from fulfillment.models import DailyReport
 from fulfillment.schemas import ErrorOut
 from fulfillment.schemas.pipeline import DailyReportOut, StaleCheckOut
 from fulfillment.selectors import reports as report_selectors
-from fulfillment.services import pipeline as pipeline_services
+from fulfillment.services.stale import stale_orders_heal
 
 stale_router = Router(tags=["orders"])
 reports_router = Router(tags=["reports"])
@@ -32,7 +32,7 @@ class StaleCheckParams(Schema):
 def check_stale(request: HttpRequest, params: Query[StaleCheckParams]) -> StaleCheckOut:
     """Run the stale-order check now (the same service the every-minute job runs)."""
     started = time.perf_counter()
-    result = pipeline_services.stale_orders_heal(actor=actor_of(request), limit=params.limit)
+    result = stale_orders_heal(actor=actor_of(request), limit=params.limit)
     return StaleCheckOut(
         checked=result.checked,
         redeferred=result.redeferred,

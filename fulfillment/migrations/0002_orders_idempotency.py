@@ -3,7 +3,7 @@
 from django.db import migrations, models
 
 
-# Raised by the single-order statement (fulfillment/services/orders.py) when a product is
+# Raised by the single-order statement (fulfillment/services/intake.py) when a product is
 # unavailable or a line is short, so the statement, and with it every reservation it made, is
 # undone even when it runs as its own (autocommit) transaction. DETAIL carries JSON for the error.
 REJECT_FUNCTION = """

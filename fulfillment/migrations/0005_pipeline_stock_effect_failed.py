@@ -1,6 +1,6 @@
 from django.db import migrations
 
-# Raised by the order transition statement (fulfillment/services/pipeline.py) when the stock
+# Raised by the order transition statement (fulfillment/services/transition.py) when the stock
 # effect of a move (ship or release) could not be applied to every line of the order, so the
 # statement, order row and every stock row it touched, is undone even when it runs as its own
 # (autocommit) transaction. DETAIL carries JSON for the error.

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
 from pydantic import AfterValidator, Field, StrictInt, model_validator
 
+from fulfillment import rules
 from fulfillment.models import StockLevel, StockMovement
+from fulfillment.rules import MAX_UNITS, AdjustKind
 from fulfillment.schemas.common import StrictIn
-
-MAX_UNITS = 1_000_000_000
 
 
 def _no_nul(value: str) -> str:
@@ -24,9 +24,6 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
-
-# Kinds a person may post; reserve/release/ship belong to orders and the pipeline.
-AdjustKind = Literal["adjust", "receive", "return", "count"]
 
 
 class InventoryOut(Schema):
@@ -89,18 +86,11 @@ class AdjustIn(StrictIn):
 
     @model_validator(mode="after")
     def _one_change(self) -> AdjustIn:
-        if (self.quantity_change is None) == (self.set_to is None):
-            raise ValueError("give exactly one of quantity_change and set_to")
-        if self.quantity_change == 0:
-            raise ValueError("quantity_change must not be zero")
-        if self.kind is None:
-            self.kind = "count" if self.set_to is not None else "adjust"
-        if self.kind == "count" and self.set_to is None:
-            raise ValueError("kind count takes set_to (the counted quantity)")
-        if self.kind != "count" and self.set_to is not None:
-            raise ValueError("set_to is only valid with kind count")
-        if self.kind in ("receive", "return") and (self.quantity_change or 0) < 0:
-            raise ValueError(f"a {self.kind} must have a positive quantity_change")
+        kind = rules.adjustment_kind(self.kind, self.set_to)
+        problem = rules.adjustment_problem(kind, self.quantity_change, self.set_to)
+        if problem is not None:
+            raise ValueError(problem[1])
+        self.kind = AdjustKind(kind)
         return self
 
 

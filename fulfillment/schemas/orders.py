@@ -4,30 +4,32 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from fulfillment import rules
+from fulfillment.lifecycle import OrderPriority, OrderStatus
 from fulfillment.schemas.common import ErrorBody, StrictIn
-from fulfillment.services.orders import BulkResult, OrderDraft, OrderReceipt
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-Priority = Literal["low", "normal", "high"]
-StatusName = Literal["pending", "processing", "shipped", "delivered", "cancelled", "failed"]
+# The lifecycle's choices (OpenAPI lists their values).
+Priority = OrderPriority
+StatusName = OrderStatus
 
 
 class OrderItemIn(StrictIn):
-    product_id: int = Field(ge=1, le=2**63 - 1)
-    quantity: int = Field(ge=1, le=1_000_000)
+    product_id: int = Field(ge=1, le=rules.MAX_PRODUCT_ID)
+    quantity: int = Field(ge=1, le=rules.MAX_LINE_QUANTITY)
 
 
 class OrderIn(StrictIn):
     customer_name: str = Field(min_length=1, max_length=200)
     customer_email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
-    priority: Priority = "normal"
+    priority: Priority = OrderPriority.NORMAL
     items: list[OrderItemIn] = Field(min_length=1)
     shipping_address: str = Field(default="", max_length=255)
     shipping_city: str = Field(default="", max_length=100)
@@ -37,11 +39,9 @@ class OrderIn(StrictIn):
     @field_validator("items")
     @classmethod
     def _lines(cls, items: list[OrderItemIn]) -> list[OrderItemIn]:
-        if len(items) > settings.MAX_ORDER_LINES:
-            raise ValueError(f"at most {settings.MAX_ORDER_LINES} lines per order")
-        pids = [i.product_id for i in items]
-        if len(set(pids)) != len(pids):
-            raise ValueError("each product may appear only once per order")
+        problem = rules.order_items_problem([(i.product_id, i.quantity) for i in items])
+        if problem is not None:
+            raise ValueError(problem[1])
         return items
 
 
@@ -53,7 +53,7 @@ class BulkOrderIn(StrictIn):
     @classmethod
     def _count(cls, orders: list[OrderIn]) -> list[OrderIn]:
         if len(orders) > settings.BULK_MAX_ORDERS:
-            raise ValueError(f"at most {settings.BULK_MAX_ORDERS} orders per request")
+            raise ValueError(rules.too_many_orders())
         return orders
 
 
@@ -167,71 +167,3 @@ class OrderStatisticsOut(Schema):
     average_stage_seconds: StageTimesOut
     stale_orders: int
     generated_at: datetime
-
-
-def draft_of(payload: OrderIn) -> OrderDraft:
-    return OrderDraft(
-        customer_name=payload.customer_name,
-        customer_email=payload.customer_email,
-        priority=payload.priority,
-        items=[(i.product_id, i.quantity) for i in payload.items],
-        shipping_address=payload.shipping_address,
-        shipping_city=payload.shipping_city,
-        shipping_postal_code=payload.shipping_postal_code,
-        shipping_country=payload.shipping_country,
-    )
-
-
-def bulk_out(result: BulkResult) -> dict[str, Any]:
-    return {
-        "atomic": result.atomic,
-        "created": result.created,
-        "rejected": result.rejected,
-        "results": [
-            {
-                "index": r.index,
-                "ok": r.order is not None,
-                "order_id": r.order.order_id if r.order else None,
-                "total_amount": r.order.total_amount if r.order else None,
-                "error": r.error,
-            }
-            for r in result.results
-        ],
-    }
-
-
-def receipt_json(r: OrderReceipt) -> dict[str, Any]:
-    """``OrderOut`` of a just-created order, built directly (the hot path skips re-validation;
-    a test checks it equals ``GET /orders/{order_id}/``)."""
-    return {
-        "order_id": r.order_id,
-        "status": r.status,
-        "version": r.version,
-        "priority": r.priority,
-        "customer_name": r.customer_name,
-        "customer_email": r.customer_email,
-        "total_amount": r.total_amount,
-        "shipping_address": r.shipping_address,
-        "shipping_city": r.shipping_city,
-        "shipping_postal_code": r.shipping_postal_code,
-        "shipping_country": r.shipping_country,
-        "tracking_number": "",
-        "failure_reason": "",
-        "created_at": r.created_at,
-        "status_changed_at": r.status_changed_at,
-        "processing_at": None,
-        "shipped_at": None,
-        "delivered_at": None,
-        "cancelled_at": None,
-        "failed_at": None,
-        "lines": [
-            {
-                "product_id": ln.product_id,
-                "sku": ln.sku,
-                "name": ln.name,
-                "quantity": ln.quantity,
-                "unit_price": ln.unit_price,
-            }
-            for ln in r.lines
-        ],
-    }

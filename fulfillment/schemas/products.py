@@ -8,6 +8,7 @@ from decimal import Decimal
 from ninja import Schema
 from pydantic import Field
 
+from fulfillment.rules import MAX_UNITS
 from fulfillment.schemas.common import StrictIn
 
 # ----- products --------------------------------------------------------------------------------
@@ -41,8 +42,13 @@ class ProductIn(StrictIn):
     description: str = Field(default="", max_length=5000)
     price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
     is_active: bool = True
-    initial_stock: int = Field(default=0, ge=0, le=1_000_000_000)
-    low_stock_threshold: int = Field(default=10, ge=0, le=1_000_000_000)
+    initial_stock: int = Field(default=0, ge=0, le=MAX_UNITS)
+    low_stock_threshold: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_UNITS,
+        description="default: the DEFAULT_LOW_STOCK_THRESHOLD setting (10 unless configured)",
+    )
 
 
 class ProductUpdateIn(StrictIn):
@@ -50,5 +56,5 @@ class ProductUpdateIn(StrictIn):
     description: str | None = Field(default=None, max_length=5000)
     price: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
     is_active: bool | None = None
-    low_stock_threshold: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    low_stock_threshold: int | None = Field(default=None, ge=0, le=MAX_UNITS)
     expected_version: int | None = Field(default=None, ge=1)

@@ -6,8 +6,7 @@ import hmac
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from fulfillment.models import ApiKey
-from fulfillment.services.api_keys import hash_key, split_key
+from fulfillment.models import ApiKey, api_key_lookup_prefix, hash_api_key
 
 
 def api_key_for(*, raw_key: str) -> ApiKey | None:
@@ -16,11 +15,11 @@ def api_key_for(*, raw_key: str) -> ApiKey | None:
     Revoked keys are found but refused, so a revoked key fails exactly like an unknown one.
     Always read on the primary: a replica's lag must not delay a revocation.
     """
-    prefix = split_key(raw_key)
+    prefix = api_key_lookup_prefix(raw_key)
     if prefix is None or len(raw_key) > 200:
         return None
     api_key = _by_prefix(prefix)
-    if api_key is None or not hmac.compare_digest(api_key.hashed_secret, hash_key(raw_key)):
+    if api_key is None or not hmac.compare_digest(api_key.hashed_secret, hash_api_key(raw_key)):
         return None
     if api_key.revoked_at is not None:
         return None

@@ -11,14 +11,11 @@ from django.db.models import Count, DecimalField, F, Max, Q, QuerySet, Sum, Valu
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from fulfillment.cache_keys import INVENTORY_SUMMARY
 from fulfillment.errors import NotFound
-from fulfillment.models import Product, StockLevel, StockMovement
+from fulfillment.models import Product, StockLevel, StockMovement, low_stock_q
 
-# The cached summary, tagged with the ledger head it was computed at (see inventory_summary).
-SUMMARY_CACHE_KEY = "inventory:summary:v2"
-
-# Low stock: available (on_hand - reserved) at or below the product's threshold.
-LOW_STOCK = Q(low_stock_threshold__gte=F("on_hand") - F("reserved"))
+LOW_STOCK = low_stock_q()
 
 
 def stock_list(*, low_stock: bool | None = None, search: str | None = None) -> QuerySet[StockLevel]:
@@ -73,7 +70,7 @@ def inventory_summary() -> dict[str, Any]:
     the next stock write or for ``CACHE_TTL_SECONDS`` at most.
     """
     head = ledger_head()
-    cached = cache.get(SUMMARY_CACHE_KEY)
+    cached = cache.get(INVENTORY_SUMMARY)
     if cached is not None and cached["ledger_head"] == head:
         return {**cached["summary"], "cached": True}
     totals = StockLevel.objects.aggregate(
@@ -94,7 +91,7 @@ def inventory_summary() -> dict[str, Any]:
         "generated_at": timezone.now(),
     }
     cache.set(
-        SUMMARY_CACHE_KEY,
+        INVENTORY_SUMMARY,
         {"ledger_head": head, "summary": summary},
         timeout=settings.CACHE_TTL_SECONDS,
     )

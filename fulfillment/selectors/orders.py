@@ -26,12 +26,11 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from fulfillment import lifecycle
+from fulfillment.cache_keys import ORDER_STATISTICS
 from fulfillment.errors import NotFound, ValidationFailed
+from fulfillment.lifecycle import OrderStatus, stale_q
 from fulfillment.models import Order, OrderLine
-from fulfillment.stale import stale_q
-
-Status = Order.Status
-STATISTICS_CACHE_KEY = "orders:statistics:v1"
 
 
 @dataclass(frozen=True)
@@ -170,16 +169,6 @@ def _fields(model: Any) -> list[str]:
     return [f.attname for f in model._meta.fields if f.name != "pgh_context"]
 
 
-STAGES = [
-    (Status.PENDING, "created_at"),
-    (Status.PROCESSING, "processing_at"),
-    (Status.SHIPPED, "shipped_at"),
-    (Status.DELIVERED, "delivered_at"),
-    (Status.CANCELLED, "cancelled_at"),
-    (Status.FAILED, "failed_at"),
-]
-
-
 def order_tracking(*, order_id: UUID) -> dict[str, Any]:
     """The stages the order went through, in time order."""
     order = Order.objects.filter(order_id=order_id).first()
@@ -187,7 +176,7 @@ def order_tracking(*, order_id: UUID) -> dict[str, Any]:
         raise NotFound("order", order_id)
     steps = [
         {"status": status, "at": getattr(order, attr)}
-        for status, attr in STAGES
+        for status, attr in lifecycle.STAGE_TIMESTAMPS.items()
         if getattr(order, attr) is not None
     ]
     steps.sort(key=lambda s: s["at"])
@@ -217,18 +206,18 @@ def order_statistics() -> dict[str, Any]:
     Three aggregate queries (no Python loop over orders), cached in Redis for
     ``ORDER_STATISTICS_TTL_SECONDS``; a Redis outage only means the cache is bypassed.
     """
-    cached = cache.get(STATISTICS_CACHE_KEY)
+    cached = cache.get(ORDER_STATISTICS)
     if cached is not None:
         return dict(cached)
     now = timezone.now()
     since = now - timedelta(hours=24)
-    by_status = {s: 0 for s in Status.values}
+    by_status = {s: 0 for s in OrderStatus.values}
     by_status.update(dict(Order.objects.order_by().values_list("status").annotate(n=Count("id"))))
     agg = Order.objects.aggregate(
         last_24h=Count("id", filter=Q(created_at__gte=since)),
         revenue=Sum(
             "total_amount",
-            filter=Q(created_at__gte=since) & ~Q(status__in=[Status.CANCELLED, Status.FAILED]),
+            filter=Q(created_at__gte=since) & ~Q(status__in=lifecycle.UNSUCCESSFUL),
         ),
         to_processing=_avg_between("created_at", "processing_at"),
         to_shipped=_avg_between("processing_at", "shipped_at"),
@@ -241,8 +230,8 @@ def order_statistics() -> dict[str, Any]:
         "by_status": by_status,
         "orders_last_24h": agg["last_24h"],
         "revenue_last_24h": agg["revenue"] or Decimal("0.00"),
-        "completion_rate": round(by_status[Status.DELIVERED] / total, 4) if total else 0.0,
-        "failure_rate": round(by_status[Status.FAILED] / total, 4) if total else 0.0,
+        "completion_rate": round(by_status[OrderStatus.DELIVERED] / total, 4) if total else 0.0,
+        "failure_rate": round(by_status[OrderStatus.FAILED] / total, 4) if total else 0.0,
         "average_stage_seconds": {
             "pending_to_processing": _seconds(agg["to_processing"]),
             "processing_to_shipped": _seconds(agg["to_shipped"]),
@@ -251,5 +240,5 @@ def order_statistics() -> dict[str, Any]:
         "stale_orders": stale,
         "generated_at": now,
     }
-    cache.set(STATISTICS_CACHE_KEY, result, settings.ORDER_STATISTICS_TTL_SECONDS)
+    cache.set(ORDER_STATISTICS, result, settings.ORDER_STATISTICS_TTL_SECONDS)
     return result

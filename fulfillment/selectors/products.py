@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from fulfillment.errors import NotFound
-from fulfillment.models import Product
+from fulfillment.models import Product, low_stock_q
 
 
 def product_list(*, search: str | None = None, active: bool | None = None) -> QuerySet[Product]:
@@ -29,11 +29,7 @@ def product_get(*, product_id: int) -> Product:
 
 def product_low_stock(*, active: bool | None = None) -> QuerySet[Product]:
     """Products whose available stock (on_hand - reserved) is at or below their threshold."""
-    qs = (
-        Product.objects.select_related("stock")
-        .filter(stock__low_stock_threshold__gte=F("stock__on_hand") - F("stock__reserved"))
-        .order_by("id")
-    )
+    qs = Product.objects.select_related("stock").filter(low_stock_q("stock__")).order_by("id")
     if active is not None:
         qs = qs.filter(is_active=active)
     return qs

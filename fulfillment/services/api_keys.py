@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -12,9 +11,8 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from fulfillment.errors import Conflict, NotFound, ValidationFailed
-from fulfillment.models import THROTTLE_RATE_PATTERN, ApiKey
+from fulfillment.models import API_KEY_PREFIX, THROTTLE_RATE_PATTERN, ApiKey, hash_api_key
 
-KEY_PREFIX = "of"
 # last_used_at is written at most this often per key, so a busy key is not one UPDATE per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -25,23 +23,11 @@ class IssuedKey:
     raw_key: str  # shown once; only its hash is stored
 
 
-def hash_key(raw_key: str) -> str:
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-def split_key(raw_key: str) -> str | None:
-    """The lookup prefix of a well-formed key (``of_<prefix>_<secret>``), else None."""
-    parts = raw_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1]
-
-
 def new_key_material() -> tuple[str, str, str]:
     """A fresh ``(prefix, raw_key, hashed_secret)``."""
     prefix = secrets.token_hex(6)
-    raw_key = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    return prefix, raw_key, hash_key(raw_key)
+    raw_key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    return prefix, raw_key, hash_api_key(raw_key)
 
 
 def api_key_create(*, name: str, role: str, throttle_rate: str = "") -> IssuedKey:

@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from fulfillment.cache_keys import INVENTORY_SUMMARY
 from fulfillment.errors import (
     InsufficientStock,
     InvalidStockChange,
@@ -29,7 +30,7 @@ from fulfillment.errors import (
     VersionConflict,
 )
 from fulfillment.models import StockLevel, StockMovement
-from fulfillment.selectors.inventory import SUMMARY_CACHE_KEY
+from fulfillment.rules import validate_adjustment
 
 Kind = StockMovement.Kind
 
@@ -138,7 +139,7 @@ def apply_stock_changes(
 
 
 def _invalidate_summary() -> None:
-    cache.delete(SUMMARY_CACHE_KEY)  # IGNORE_EXCEPTIONS: Redis down never fails a write
+    cache.delete(INVENTORY_SUMMARY)  # IGNORE_EXCEPTIONS: Redis down never fails a write
 
 
 def invalidate_summary_on_commit() -> None:
@@ -241,11 +242,11 @@ def stock_adjust(
     One conditional UPDATE through :func:`apply_stock_changes`: it locks the row, applies the delta
     only if ``on_hand`` stays >= ``reserved`` >= 0 and the version matches, and appends the ledger
     row in the same statement. Otherwise InvalidStockChange / VersionConflict and nothing written.
+    The input rules are ``rules.adjustment_problem``'s (those of the API's schema).
     """
-    if kind not in (Kind.ADJUST, Kind.RECEIVE, Kind.RETURN):
-        raise ValidationFailed(f"kind {kind!r} is not a manual adjustment", field="kind")
-    if kind in (Kind.RECEIVE, Kind.RETURN) and delta < 0:
-        raise ValidationFailed(f"a {kind} must add stock", field="quantity_change")
+    if kind == Kind.COUNT:
+        raise ValidationFailed(f"kind {kind!r} is not a signed adjustment", field="kind")
+    validate_adjustment(kind, delta, None)
     return _single(
         product_id=product_id,
         kind=kind,
@@ -266,8 +267,7 @@ def stock_count(
     value it replaces; the lock is held until commit. A count below ``reserved`` is refused
     (InvalidStockChange), a count equal to on_hand has nothing to record (ValidationFailed).
     """
-    if counted < 0:
-        raise ValidationFailed("a count cannot be negative", field="set_to")
+    validate_adjustment(Kind.COUNT, None, counted)
     level = StockLevel.objects.select_for_update().filter(product_id=product_id).first()
     if level is None:
         raise NotFound("product", product_id)
@@ -319,11 +319,11 @@ def stock_apply_adjustment(
     """A manual adjustment as the API takes it: ``count`` sets on_hand to ``set_to``, the other
     kinds (adjust, receive, return) add the signed ``quantity_change``.
 
-    Locking and invariants are those of :func:`stock_count` and :func:`stock_adjust`.
+    Checked against ``rules.adjustment_problem`` (the rules the API's schema applies); locking and
+    invariants are those of :func:`stock_count` and :func:`stock_adjust`.
     """
-    if kind == Kind.COUNT:
-        if set_to is None:
-            raise ValidationFailed("a count needs set_to", field="set_to")
+    validate_adjustment(kind, quantity_change, set_to)
+    if set_to is not None:
         return stock_count(
             product_id=product_id,
             counted=set_to,
@@ -331,8 +331,7 @@ def stock_apply_adjustment(
             reason=reason,
             expected_version=expected_version,
         )
-    if quantity_change is None:
-        raise ValidationFailed(f"a {kind} needs quantity_change", field="quantity_change")
+    assert quantity_change is not None
     return stock_adjust(
         product_id=product_id,
         delta=quantity_change,
@@ -343,39 +342,17 @@ def stock_apply_adjustment(
     )
 
 
-# ----- order primitives (reserve / release / ship) -------------------------------------------
-
-
-def _order_changes(
-    lines: Iterable[tuple[int, int]], oh_sign: int, rs_sign: int
-) -> list[StockChange]:
-    return [StockChange(pid, oh_sign * qty, rs_sign * qty) for pid, qty in lines]
+# ----- reservation outside intake ---------------------------------------------------------------
 
 
 def stock_reserve(
     *, lines: Iterable[tuple[int, int]], order_id: int | None, actor: str
 ) -> list[StockResult]:
-    """Reserve ``(product_id, quantity)`` lines for an order; InsufficientStock lists every short line."""
+    """Reserve ``(product_id, quantity)`` lines for an order written without the intake
+    statement (data loaders, the pipeline benchmark); InsufficientStock lists every short line."""
     return apply_stock_changes(
-        changes=_order_changes(lines, 0, +1), kind=Kind.RESERVE, actor=actor, order_id=order_id
-    )
-
-
-def stock_release(
-    *, lines: Iterable[tuple[int, int]], order_id: int, actor: str, reason: str = ""
-) -> list[StockResult]:
-    """Give an order's reservation back (cancel or failure before shipping)."""
-    return apply_stock_changes(
-        changes=_order_changes(lines, 0, -1),
-        kind=Kind.RELEASE,
+        changes=[StockChange(pid, 0, qty) for pid, qty in lines],
+        kind=Kind.RESERVE,
         actor=actor,
         order_id=order_id,
-        reason=reason,
-    )
-
-
-def stock_ship(*, lines: Iterable[tuple[int, int]], order_id: int, actor: str) -> list[StockResult]:
-    """Reserved units leave the warehouse: on_hand and reserved both drop."""
-    return apply_stock_changes(
-        changes=_order_changes(lines, -1, -1), kind=Kind.SHIP, actor=actor, order_id=order_id
     )

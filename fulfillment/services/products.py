@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from fulfillment.errors import Conflict, NotFound, VersionConflict
-from fulfillment.models import Product, StockLevel
+from fulfillment.models import Product, StockLevel, default_low_stock_threshold
 from fulfillment.services.inventory import (
     invalidate_summary_on_commit,
     stock_receive,
@@ -28,9 +28,12 @@ def product_create(
     description: str = "",
     is_active: bool = True,
     initial_stock: int = 0,
-    low_stock_threshold: int = 10,
+    low_stock_threshold: int | None = None,
 ) -> Product:
-    """Create a product and its stock level; initial stock is a ``receive`` movement on the ledger."""
+    """Create a product and its stock level; initial stock is a ``receive`` movement on the ledger.
+
+    ``low_stock_threshold`` defaults to the ``DEFAULT_LOW_STOCK_THRESHOLD`` setting.
+    """
     try:
         with transaction.atomic():
             product = Product.objects.create(
@@ -38,6 +41,8 @@ def product_create(
             )
     except IntegrityError as exc:
         raise Conflict(f"a product with sku {sku!r} already exists", field="sku", sku=sku) from exc
+    if low_stock_threshold is None:
+        low_stock_threshold = default_low_stock_threshold()
     StockLevel.objects.create(product=product, low_stock_threshold=low_stock_threshold)
     invalidate_summary_on_commit()  # one more product, whether or not it has stock
     if initial_stock:

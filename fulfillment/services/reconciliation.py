@@ -1,9 +1,9 @@
 """Inventory reconciliation: does every stock number add up?
 
 For every product, ``on_hand`` must equal the sum of its ledger ``on_hand_delta`` and ``reserved``
-the sum of ``reserved_delta`` (DESIGN.md, StockMovement invariant). It is also checked that
-``reserved`` equals the units on the lines of open orders (pending or processing), the only
-holders of a reservation.
+the sum of ``reserved_delta`` (the ledger invariant of ``StockMovement``). It is also checked that
+``reserved`` equals the units on the lines of open orders (``lifecycle.OPEN``), the only holders
+of a reservation.
 
 Everything is read in ONE statement: set-based (aggregates grouped by product, no per-product
 round trips) and from one snapshot, so writes committing while it runs cannot show up as false
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
-from fulfillment.models import Order
+from fulfillment import lifecycle
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def inventory_reconcile(*, max_drifts: int = 1000) -> ReconciliationResult:
     with connection.cursor() as cur:
         cur.execute(
             _RECONCILE_SQL,
-            {"open": [Order.Status.PENDING, Order.Status.PROCESSING], "limit": max_drifts},
+            {"open": sorted(lifecycle.OPEN), "limit": max_drifts},
         )
         rows = cur.fetchall()
     totals = next(r for r in rows if r[0] is None)

@@ -12,15 +12,16 @@ import pghistory.models
 from django.apps import apps
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Sum
 from django.utils import timezone
-from procrastinate import sql
 
+from fulfillment import lifecycle, queue
+from fulfillment.lifecycle import OrderStatus
 from fulfillment.models import DailyReport, Order, ReconciliationRun
 from fulfillment.services import idempotency
+from fulfillment.services.reconciliation import inventory_reconcile
 
 logger = logging.getLogger("fulfillment.reports")
-Status = Order.Status
 
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -46,12 +47,12 @@ def daily_report_build(*, day: date) -> DailyReport:
     """
     start, end = _day_bounds(day)
     orders = Order.objects.filter(created_at__gte=start, created_at__lt=end)
-    counts = {s: 0 for s in Status.values}
+    counts = {s: 0 for s in OrderStatus.values}
     for row in orders.values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
-    revenue = orders.filter(~Q(status__in=[Status.CANCELLED, Status.FAILED])).aggregate(
-        v=Sum("total_amount")
-    )["v"] or Decimal("0")
+    revenue = orders.exclude(status__in=lifecycle.UNSUCCESSFUL).aggregate(v=Sum("total_amount"))[
+        "v"
+    ] or Decimal("0")
     report, _ = DailyReport.objects.update_or_create(
         date=day,
         defaults={
@@ -71,32 +72,18 @@ def reconciliation_run() -> ReconciliationRun:
 
     Drift is logged as a warning; the run itself never changes stock.
     """
-    from fulfillment.services.reconciliation import inventory_reconcile
-
     result = inventory_reconcile()
-    drifts = [_plain(d) for d in (getattr(result, "drifts", None) or [])]
+    drifts = [d.as_dict() for d in result.drifts]
     run = ReconciliationRun.objects.create(
-        ok=bool(result.ok),
-        products_checked=int(result.products_checked),
+        ok=result.ok,
+        products_checked=result.products_checked,
         drift_count=len(drifts),
         drifts=drifts[:500],
-        duration_ms=float(result.duration_ms),
+        duration_ms=result.duration_ms,
     )
     if not run.ok:
         logger.warning("inventory reconciliation found %d drift(s): %s", len(drifts), drifts[:20])
     return run
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe copy of a drift record (dataclass, dict or object)."""
-    import dataclasses
-    import json
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    elif not isinstance(value, dict | list | str | int | float | bool) and value is not None:
-        value = getattr(value, "__dict__", str(value))
-    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass(frozen=True)
@@ -112,10 +99,8 @@ def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
     (succeeded, failed, cancelled, aborted) older than ``JOB_RETENTION_HOURS`` and idempotency
     records older than ``IDEMPOTENCY_RETENTION_HOURS``.
 
-    Live jobs (todo, doing) are never touched. Each table is one DELETE statement.
+    Live jobs (todo, doing) are never touched (``queue.delete_finished_jobs``).
     """
-    from fulfillment.services.pipeline import _job_manager
-
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
     events = 0
@@ -124,24 +109,7 @@ def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
             if issubclass(model, pghistory.models.Event) and not model._meta.proxy:
                 events += model.objects.filter(pgh_created_at__lt=cutoff).delete()[0]
         contexts = pghistory.models.Context.objects.filter(updated_at__lt=cutoff).delete()[0]
-    jobs_before = _count_finished_jobs()
-    _job_manager().connector.get_sync_connector().execute_query(
-        query=sql.queries["delete_old_jobs"],
-        nb_hours=settings.JOB_RETENTION_HOURS,
-        queue=None,
-        statuses=["succeeded", "failed", "cancelled", "aborted"],
-    )
+    jobs = queue.delete_finished_jobs(older_than_hours=settings.JOB_RETENTION_HOURS)
     return CleanupResult(
-        events,
-        contexts,
-        jobs_before - _count_finished_jobs(),
-        idempotency.idempotency_records_delete_expired(now=now),
+        events, contexts, jobs, idempotency.idempotency_records_delete_expired(now=now)
     )
-
-
-def _count_finished_jobs() -> int:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM procrastinate_jobs WHERE status NOT IN ('todo', 'doing')")
-        return int(cur.fetchone()[0])

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from fulfillment.models import IdempotencyRecord, Order, OrderLine, StockLevel, StockMovement
+from fulfillment.queue import ADVANCE_ORDER_TASK
 from fulfillment.services.reports import retention_cleanup
 from tests.conftest import assert_error
 from tests.factories import make_product
@@ -66,7 +67,7 @@ def test_order_create_reserves_stock_writes_ledger_and_defers_one_job(api):
         (b.pk, 2, 2),
     ]
     job = new_jobs().get()
-    assert job.task_name == "fulfillment.advance_order"
+    assert job.task_name == ADVANCE_ORDER_TASK
     assert job.args == {"order_pk": order.pk, "expected_status": "pending"}
 
 
@@ -334,7 +335,7 @@ def test_single_create_defers_the_same_job_as_enqueue_first_stage(api):
     """order_create writes its job in the same SQL statement; it must match the pipeline's."""
     from django.db import transaction
 
-    from fulfillment.services.pipeline import enqueue_first_stage
+    from fulfillment.services.stages import enqueue_first_stage
 
     product = make_product(stock=10)
     order_id = api.post("orders/", body((product.pk, 1))).json()["order_id"]

@@ -26,7 +26,8 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from fulfillment.models import Order
-from fulfillment.services.orders import OrderDraft, order_create
+from fulfillment.services.intake import order_create
+from fulfillment.services.receipts import OrderDraft
 from tests.conftest import issue_key
 from tests.factories import make_product
 

@@ -6,7 +6,8 @@ from django.test.utils import CaptureQueriesContext
 
 from fulfillment.errors import InsufficientStock, ProductUnavailable
 from fulfillment.models import Order, StockLevel, StockMovement
-from fulfillment.services.orders import OrderDraft, order_create
+from fulfillment.services.intake import order_create
+from fulfillment.services.receipts import OrderDraft
 from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_product
 

@@ -18,8 +18,10 @@ from django.test import Client
 
 from fulfillment.errors import InsufficientStock, InvalidTransition
 from fulfillment.models import Order, OrderLine, StockLevel, StockMovement
-from fulfillment.services.orders import OrderDraft, order_cancel, order_create
+from fulfillment.services.intake import order_create
+from fulfillment.services.receipts import OrderDraft
 from fulfillment.services.reconciliation import inventory_reconcile
+from fulfillment.services.stages import order_cancel
 from tests.conftest import issue_key
 from tests.factories import make_product
 from tests.jobs import new_jobs, remember_last_job  # noqa: F401 (fixture)

@@ -13,7 +13,8 @@ from procrastinate.contrib.django import app
 
 from fulfillment.errors import InvalidStockChange, InvalidTransition
 from fulfillment.models import Order, StockLevel, StockMovement
-from fulfillment.services import pipeline
+from fulfillment.queue import ADVANCE_ORDER_TASK
+from fulfillment.services import simulation, stages
 from fulfillment.services.reconciliation import inventory_reconcile
 from tests.factories import make_order, make_product
 from tests.pipeline_support import jobs, run_worker_until_idle
@@ -68,7 +69,7 @@ def test_every_audit_event_a_job_writes_carries_task_name_and_job_id():
     updates = [e for e in Events.objects.tracks(order) if e.pgh_label == "update"]
     assert len(updates) == 3
     for event in updates:
-        assert event.pgh_context["task"] == "fulfillment.advance_order"
+        assert event.pgh_context["task"] == ADVANCE_ORDER_TASK
         assert event.pgh_context["job_id"] in job_ids
 
 
@@ -103,8 +104,8 @@ def test_seeded_failures_are_a_deterministic_function_of_order_and_stage(setting
     settings.PIPELINE_RANDOM_SEED = "42"
     settings.PIPELINE_FAILURE_RATES = {"processing": 0.5, "shipped": 0.5, "delivered": 0.0}
 
-    first = [pipeline.stage_fails(order_pk=pk, stage="processing") for pk in range(200)]
-    again = [pipeline.stage_fails(order_pk=pk, stage="processing") for pk in range(200)]
+    first = [simulation.stage_fails(order_pk=pk, stage="processing") for pk in range(200)]
+    again = [simulation.stage_fails(order_pk=pk, stage="processing") for pk in range(200)]
 
     assert first == again
     assert 60 < sum(first) < 140
@@ -147,13 +148,14 @@ def test_stage_rolled_back_at_commit_leaves_no_next_job():
 def test_deferral_inside_a_worker_joins_the_django_transaction():
     """With the app's connector swapped for the worker's psycopg pool (as in ``manage.py
     procrastinate worker``), a stage deferral still rolls back with Django's transaction."""
-    order = make_order(lines=[(make_product(stock=5), 1)], enqueue=False)
+    order = make_order(lines=[(make_product(stock=5), 1)])
+    before = jobs()
 
     with app.replace_connector(app.connector.get_worker_connector()), transaction.atomic():
-        pipeline.defer_stage_jobs([(order.pk, Status.PENDING)])
+        stages.stage_jobs_defer([(order.pk, Status.PENDING)])
         transaction.set_rollback(True)
 
-    assert jobs() == []
+    assert jobs() == before
 
 
 def test_shipping_stage_is_one_autocommit_statement_that_writes_nothing_if_stock_refuses():
@@ -162,14 +164,14 @@ def test_shipping_stage_is_one_autocommit_statement_that_writes_nothing_if_stock
     statement raises and nothing of the stage is left, order row and next job included."""
     # given: an order in processing whose product lost its reservation
     product = make_product(stock=5)
-    order = make_order(lines=[(product, 2)], enqueue=False)
-    pipeline.order_transition(order_pk=order.pk, target=Status.PROCESSING, actor="test")
+    order = make_order(lines=[(product, 2)])
+    stages.order_transition(order_pk=order.pk, target=Status.PROCESSING, actor="test")
     StockLevel.objects.filter(product=product).update(reserved=0)
     jobs_before = jobs()
 
     # when
     with pytest.raises(InvalidStockChange):
-        pipeline.order_advance(order_pk=order.pk, expected_status=Status.PROCESSING, actor="t")
+        stages.order_advance(order_pk=order.pk, expected_status=Status.PROCESSING, actor="t")
 
     # then
     order.refresh_from_db()
@@ -183,13 +185,13 @@ def test_shipping_stage_is_one_autocommit_statement_that_writes_nothing_if_stock
 def test_stage_prepares_its_statement_again_when_the_session_lost_it():
     # given: the stage statement was prepared on this connection, then deallocated
     product = make_product(stock=5)
-    first, second = (make_order(lines=[(product, 1)], enqueue=False) for _ in range(2))
-    pipeline.order_advance(order_pk=first.pk, expected_status=Status.PENDING, actor="t")
+    first, second = (make_order(lines=[(product, 1)]) for _ in range(2))
+    stages.order_advance(order_pk=first.pk, expected_status=Status.PENDING, actor="t")
     with connection.cursor() as cur:
         cur.execute("DEALLOCATE ALL")
 
     # when
-    outcome = pipeline.order_advance(order_pk=second.pk, expected_status=Status.PENDING, actor="t")
+    outcome = stages.order_advance(order_pk=second.pk, expected_status=Status.PENDING, actor="t")
 
     # then
     assert outcome.action == "advanced"
@@ -208,7 +210,7 @@ def test_rerunning_a_stage_job_for_an_order_past_that_stage_changes_nothing():
 
     # when: every stage job runs again
     with transaction.atomic():
-        pipeline.defer_stage_jobs(
+        stages.stage_jobs_defer(
             [(order.pk, s) for s in (Status.PENDING, Status.PROCESSING, Status.SHIPPED)]
         )
     run_worker_until_idle()
@@ -218,9 +220,9 @@ def test_rerunning_a_stage_job_for_an_order_past_that_stage_changes_nothing():
     assert (order.status, order.version, order.status_changed_at, ledger_kinds(order)) == before
     assert len(jobs()) == job_count + 3
     assert all(j["status"] == "succeeded" for j in jobs())
-    assert pipeline.order_advance(
+    assert stages.order_advance(
         order_pk=order.pk, expected_status=Status.PROCESSING, actor="test"
-    ) == pipeline.StageOutcome(order.pk, Status.PROCESSING, "skipped", Status.DELIVERED)
+    ) == stages.StageOutcome(order.pk, Status.PROCESSING, "skipped", Status.DELIVERED)
 
 
 def test_cancel_racing_stage_jobs_releases_or_ships_each_order_exactly_once():
@@ -246,7 +248,7 @@ def test_cancel_racing_stage_jobs_releases_or_ships_each_order_exactly_once():
     cancelled = 0
     for order in reversed(orders):
         try:
-            pipeline.order_transition(order_pk=order.pk, target=Status.CANCELLED, actor="test")
+            stages.order_transition(order_pk=order.pk, target=Status.CANCELLED, actor="test")
             cancelled += 1
         except InvalidTransition:
             pass
@@ -283,7 +285,8 @@ def test_stage_jobs_are_scheduled_after_the_simulated_delay_not_slept_through(se
     with connection.cursor() as cur:
         cur.execute(
             "SELECT EXTRACT(EPOCH FROM scheduled_at - now()) FROM procrastinate_jobs "
-            "WHERE task_name = 'fulfillment.advance_order'"
+            "WHERE task_name = %s",
+            [ADVANCE_ORDER_TASK],
         )
         waits = [float(r[0]) for r in cur.fetchall()]
     assert len(waits) == len(orders)

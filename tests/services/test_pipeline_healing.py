@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from fulfillment.lifecycle import stale_q
 from fulfillment.models import Order, StockLevel
-from fulfillment.services import pipeline
-from fulfillment.stale import stale_q
+from fulfillment.services import stale
 from tests.factories import make_order, make_product
 from tests.pipeline_support import jobs, run_worker_until_idle
 from tests.services.test_pipeline import assert_ledger_matches_stock, ledger_kinds
@@ -112,8 +112,8 @@ def test_stale_order_without_a_job_gets_its_stage_job_again_and_then_moves(setti
     assert list(Order.objects.filter(stale_q()).values_list("pk", flat=True)) == [order.pk]
 
     # when
-    result = pipeline.stale_orders_heal(actor="test")
-    again = pipeline.stale_orders_heal(actor="test")
+    result = stale.stale_orders_heal(actor="test")
+    again = stale.stale_orders_heal(actor="test")
 
     # then: one recovery, one new job; the second run sees the live job and leaves it
     assert result.redeferred == [str(order.order_id)] and not result.failed
@@ -141,7 +141,7 @@ def test_stale_order_fails_after_the_maximum_recoveries_and_releases_stock(setti
     outcomes = []
     for _ in range(3):
         _make_stuck(order)
-        result = pipeline.stale_orders_heal(actor="test")
+        result = stale.stale_orders_heal(actor="test")
         outcomes.append((len(result.redeferred), len(result.failed)))
 
     # then
@@ -154,7 +154,7 @@ def test_stale_order_fails_after_the_maximum_recoveries_and_releases_stock(setti
     level = StockLevel.objects.get(product=product)
     assert (level.on_hand, level.reserved) == (5, 0)
     assert_ledger_matches_stock()
-    assert not pipeline.stale_orders_heal(actor="test").checked
+    assert not stale.stale_orders_heal(actor="test").checked
 
 
 def test_stale_check_job_runs_in_the_worker_and_records_its_context():

@@ -16,7 +16,8 @@ from django.db import connection
 
 from fulfillment.errors import FulfillmentError
 from fulfillment.models import Product
-from fulfillment.services.orders import OrderDraft, order_create
+from fulfillment.services.intake import order_create
+from fulfillment.services.receipts import OrderDraft
 from fulfillment.services.reconciliation import inventory_reconcile
 
 
