@@ -23,6 +23,20 @@ from fulfillment.services.api_keys import new_key_material
 from fulfillment.services.inventory import stock_threshold_set
 
 
+class NoWritesAdmin(admin.ModelAdmin):
+    """Rows that only the services write: viewable by staff, never added, edited or deleted from
+    a form."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class StockInline(admin.StackedInline):
     """Read-only here: numbers change through the inventory services, the threshold through the
     stock level page (a whole-row save from a form could overwrite concurrent stock changes)."""
@@ -102,7 +116,7 @@ class StockLevelAdmin(admin.ModelAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(admin.ModelAdmin):
+class StockMovementAdmin(NoWritesAdmin):
     """The ledger is append-only: readable here, never editable."""
 
     list_display = (
@@ -124,15 +138,6 @@ class StockMovementAdmin(admin.ModelAdmin):
     search_fields = ("product__sku", "reason", "actor")
     raw_id_fields = ("product", "order")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 class OrderLineInline(admin.TabularInline):
     model = OrderLine
@@ -145,22 +150,13 @@ class OrderLineInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(NoWritesAdmin):
     """Read-only: status changes go through the services (API, pipeline), never a form."""
 
     list_display = ("order_id", "customer_name", "status", "priority", "total_amount", "created_at")
     list_filter = ("status", "priority")
     search_fields = ("order_id", "customer_email", "customer_name")
     inlines = [OrderLineInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ApiKey)
@@ -193,21 +189,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"{count} API key(s) revoked.")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(NoWritesAdmin):
     """Records that jobs and requests write: viewable by staff, never added, edited or deleted
     from a form (every field is shown read-only)."""
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.get_fields() if f.concrete]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(DailyReport)

@@ -17,15 +17,32 @@ from django.http import HttpRequest
 from django.utils.functional import lazy
 
 
-def actor_of(request: HttpRequest) -> str:
-    """Who is acting: the API key when authenticated, else the admin user, else anonymous."""
+def _principal(request: HttpRequest) -> tuple[str, Any] | None:
+    """The authenticated API key, else the logged-in admin user, else None."""
     key = getattr(request, "api_key", None)
     if key is not None:
-        return f"api_key:{key.name}"
+        return "api_key", key
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return f"user:{user.get_username()}"
-    return "anonymous"
+        return "user", user
+    return None
+
+
+def actor_of(request: HttpRequest) -> str:
+    """Who is acting, by name (audit events, ledger rows, logs): ``api_key:<name>``,
+    ``user:<username>`` or ``anonymous``."""
+    who = _principal(request)
+    if who is None:
+        return "anonymous"
+    kind, principal = who
+    return f"{kind}:{principal.name if kind == 'api_key' else principal.get_username()}"
+
+
+def caller_of(request: HttpRequest) -> str:
+    """Whose request it is, by a stable id (names can be reused): the scope of its idempotency
+    keys. Anonymous callers share one scope."""
+    who = _principal(request)
+    return "anonymous" if who is None else f"{who[0]}:{who[1].pk}"
 
 
 # DjangoJSONEncoder (pghistory's default) turns the lazy string into str() when pghistory
