@@ -136,6 +136,15 @@ def _pipeline_test_settings(settings: Any) -> None:
     settings.PIPELINE_RETRY_BACKOFF_SECONDS = 0
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request: pytest.FixtureRequest, settings: Any) -> None:
+    """Passwords of test users are hashed with a fast hasher (PBKDF2 at production strength costs
+    half a second per user); the browser tests keep the real one, since the gunicorn they log in
+    through verifies with the production settings."""
+    if request.node.get_closest_marker("browser") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def empty_queue(django_db_blocker: Any) -> Iterator[None]:
     """Procrastinate's tables are unmanaged, so transactional tests' flush leaves them: empty

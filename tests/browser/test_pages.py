@@ -18,7 +18,7 @@ from fulfillment.services.api_keys import api_key_create
 from tests.browser.conftest import Browser
 from tests.factories import make_product
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # real gunicorn and Chromium
 
 WAIT_SECONDS = 60  # two shared cores: a cold Chromium and Swagger UI's first render are slow
 
