@@ -57,6 +57,17 @@ DB_FIXTURES = (
 )
 
 
+def subprocess_database_url() -> str:
+    """The URL of the test database, for a server or worker process the test starts (data a
+    transactional test commits is visible to it)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return "postgres://{}:{}@{}:{}/{}".format(
+        db["USER"], db["PASSWORD"] or "", db["HOST"], db["PORT"], db["NAME"]
+    )
+
+
 def issue_key(role: str, name: str | None = None) -> str:
     """A new API key with ``role`` (through the service, like any client's); returns the raw key."""
     from fulfillment.services.api_keys import api_key_create

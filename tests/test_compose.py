@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 import yaml
-from django.db import connection
 
 from config.devstack.launcher import WEB_COMMAND, WORKER_COMMAND, _venv_bin
 from config.healthcheck import probe_host
+from tests.conftest import subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -327,10 +327,7 @@ def _closed_port() -> int:
 
 
 def _test_database_env() -> dict[str, str]:
-    db = connection.settings_dict
-    url = "postgres://{}:{}@{}:{}/{}".format(
-        db["USER"], db["PASSWORD"] or "", db["HOST"], db["PORT"], db["NAME"]
-    )
+    url = subprocess_database_url()
     return {
         "DATABASE_URL": url,
         "DATABASE_REPLICA_URL": "",

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from config.devstack.launcher import WORKER_COMMAND, _venv_bin
 from fulfillment.models import ApiKey
@@ -26,6 +25,7 @@ from fulfillment.services.api_keys import api_key_create
 from loadtests.benchlib import UNLIMITED_RATE, start_web, stop_web
 from loadtests.gates import run_gates
 from loadtests.keys import DEFAULT_RATE, ensure_load_test_keys, read_keys
+from tests.conftest import subprocess_database_url
 from tests.factories import make_product
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,12 +45,9 @@ GATES = {
 
 def _server_env() -> dict[str, str]:
     """The environment of a server on the test database (committed data is visible to it)."""
-    db = connection.settings_dict
     return {
         **os.environ,
-        "DATABASE_URL": "postgres://{}:{}@{}:{}/{}".format(
-            db["USER"], db["PASSWORD"] or "", db["HOST"], db["PORT"], db["NAME"]
-        ),
+        "DATABASE_URL": subprocess_database_url(),
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50)[:50],
         "THROTTLE_RATE_KEY": SERVER_KEY_RATE,

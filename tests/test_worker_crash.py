@@ -18,6 +18,7 @@ from config.devstack.launcher import WORKER_COMMAND
 from fulfillment import lifecycle
 from fulfillment.models import Order, StockLevel, StockMovement
 from fulfillment.queue import ADVANCE_ORDER_TASK
+from tests.conftest import subprocess_database_url
 from tests.factories import make_order, make_product
 
 pytestmark = [
@@ -30,10 +31,7 @@ ORDERS = 150
 
 
 def _worker_env() -> dict[str, str]:
-    db = connection.settings_dict
-    url = "postgres://{}:{}@{}:{}/{}".format(
-        db["USER"], db["PASSWORD"] or "", db["HOST"], db["PORT"], db["NAME"]
-    )
+    url = subprocess_database_url()
     return {
         **os.environ,
         "DATABASE_URL": url,

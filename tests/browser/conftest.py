@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from django.db import connection
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
+from tests.conftest import subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "apt-get install chromium chromium-driver"
@@ -80,13 +81,9 @@ class LiveServer:
         return self.origin + path
 
     def start(self) -> None:
-        db = connection.settings_dict
         env = {
             **os.environ,
-            # the test database: data a transactional test commits is visible to the server
-            "DATABASE_URL": "postgres://{}:{}@{}:{}/{}".format(
-                db["USER"], db["PASSWORD"] or "", db["HOST"], db["PORT"], db["NAME"]
-            ),
+            "DATABASE_URL": subprocess_database_url(),
             "DATABASE_REPLICA_URL": "",
             "DEBUG": "0",
             "SECRET_KEY": secrets.token_urlsafe(50),
