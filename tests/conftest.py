@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,6 +56,17 @@ DB_FIXTURES = (
     "django_db_reset_sequences",
     "django_db_serialized_rollback",
 )
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM a server or worker the test started, SIGKILL it if it is still up after
+    ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def subprocess_database_url() -> str:

@@ -25,7 +25,7 @@ import yaml
 
 from config.devstack.launcher import WEB_COMMAND, WORKER_COMMAND, _venv_bin
 from config.healthcheck import probe_host
-from tests.conftest import subprocess_database_url
+from tests.conftest import stop_process, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -383,9 +383,4 @@ def test_worker_healthcheck_follows_the_workers_heartbeat(tmp_path):
         assert "no heartbeat" in result.stderr
     finally:
         worker.send_signal(signal.SIGCONT)
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker, timeout=20)

@@ -25,7 +25,7 @@ from fulfillment.services.api_keys import api_key_create
 from loadtests.benchlib import UNLIMITED_RATE, start_web, stop_web
 from loadtests.gates import run_gates
 from loadtests.keys import DEFAULT_RATE, ensure_load_test_keys, read_keys
-from tests.conftest import subprocess_database_url
+from tests.conftest import stop_process, subprocess_database_url
 from tests.factories import make_product
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,12 +72,7 @@ def live_system(transactional_db: None, empty_queue: None, tmp_path: Path) -> It
     try:
         yield base_url
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_process(worker, timeout=15)
         stop_web(web)
 
 

@@ -18,7 +18,7 @@ from config.devstack.launcher import WORKER_COMMAND
 from fulfillment import lifecycle
 from fulfillment.models import Order, StockLevel, StockMovement
 from fulfillment.queue import ADVANCE_ORDER_TASK
-from tests.conftest import subprocess_database_url
+from tests.conftest import stop_process, subprocess_database_url
 from tests.factories import make_order, make_product
 
 pytestmark = [
@@ -109,12 +109,7 @@ def test_sigkilled_worker_loses_no_order_and_ships_none_twice(tmp_path):
             "every order terminal and every job finished:\n" + log.read_text()[-3000:],
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            second.wait()
+        stop_process(second, timeout=15)
 
     # then: every order delivered, each shipped exactly once, nothing released, ledger = stock
     assert Order.objects.filter(status=Order.Status.DELIVERED).count() == ORDERS
