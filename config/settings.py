@@ -58,6 +58,9 @@ MIDDLEWARE = [
     "fulfillment.middleware.RequestContextMiddleware",
     "fulfillment.logs.RequestLogMiddleware",
     "fulfillment.hardening.BodySizeLimitMiddleware",
+    # X-DB-Position (read-your-writes across requests) and replica fall-back; a no-op without
+    # the primary/replica router (config/db_router.py).
+    "config.db_router.ReplicaRoutingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -131,13 +134,24 @@ def _db_config(url: str) -> dict[str, Any]:
             "CONN_HEALTH_CHECKS": env.bool("CONN_HEALTH_CHECKS", default=False),
             # Behind PgBouncer in transaction pooling mode (docs/scaling.md, "Connections").
             "DISABLE_SERVER_SIDE_CURSORS": env.bool(
-                "DB_DISABLE_SERVER_SIDE_CURSORS", default=False
+                "DB_DISABLE_SERVER_SIDE_CURSORS", default=DATABASE_POOLER == "pgbouncer"
             ),
-            # URL query options (e.g. ?sslmode=require) are kept.
+            # URL query options (e.g. ?sslmode=require, ?target_session_attrs=read-write) are
+            # kept; a multi-host URL (host1:port1,host2:port2) reaches psycopg as is.
             "OPTIONS": {"connect_timeout": env.int("DB_CONNECT_TIMEOUT", default=5), **url_options},
         }
     )
+    if DATABASE_POOLER == "pgbouncer":
+        # A transaction pooler keeps no session state: no server-side cursors (above) and no
+        # server-side parameter binding (psycopg would prepare statements).
+        config["OPTIONS"]["server_side_binding"] = False
     return config
+
+
+# "pgbouncer": the web processes connect through PgBouncer in transaction pooling mode.
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise ImproperlyConfigured("DATABASE_POOLER must be empty or 'pgbouncer'")
 
 
 DATABASES = {
@@ -151,6 +165,14 @@ DATABASES = {
 DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
 if DATABASE_REPLICA_URL:
     DATABASES["replica"] = {**_db_config(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
+    # A replica that does not answer soon is skipped: reads fall back to the primary.
+    DATABASES["replica"]["OPTIONS"]["connect_timeout"] = env.int(
+        "DATABASE_REPLICA_CONNECT_TIMEOUT", default=1
+    )
+# After a replica failure, reads use the primary this long before trying the replica again.
+DATABASE_REPLICA_COOLDOWN_SECONDS = env.float("DATABASE_REPLICA_COOLDOWN_SECONDS", default=5.0)
+# How long a process trusts the replica's last known replay position (X-DB-Position reads).
+DATABASE_REPLICA_POSITION_CACHE_MS = env.int("DATABASE_REPLICA_POSITION_CACHE_MS", default=20)
 # Comma separated; set to an empty value to keep a configured replica alias unused.
 DATABASE_ROUTERS = env.list(
     "DATABASE_ROUTERS",
@@ -335,5 +357,6 @@ CORS_ALLOW_HEADERS = [
     "if-match",
     "x-api-key",
     "x-request-id",
+    "x-db-position",
 ]
-CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id", "etag"]
+CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id", "etag", "x-db-position"]
