@@ -298,6 +298,7 @@ class PgBouncer:
             f"listen_port = {self.port}\n"
             "unix_socket_dir =\n"
             "auth_type = trust\n"
+            "admin_users = postgres\n"
             f"auth_file = {users}\n"
             f"pool_mode = {self.pool_mode}\n"
             f"default_pool_size = {self.pool_size}\n"
@@ -313,6 +314,29 @@ class PgBouncer:
             _own(path)
         _run([self.binary, "-d", str(ini)])
         wait_until(lambda: port_open(self.port), 15, "PgBouncer to accept connections")
+
+    def show(self, what: str) -> list[dict[str, str]]:
+        """``SHOW <what>`` on PgBouncer's admin console, as rows of column -> value."""
+        out = _run(
+            [
+                pg_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "pgbouncer",
+                "-A",
+                "-F",
+                "\t",
+                "-c",
+                f"SHOW {what}",
+            ]
+        ).stdout.splitlines()
+        header = out[0].split("\t")
+        return [dict(zip(header, line.split("\t"), strict=False)) for line in out[1:-1]]
 
     def pid(self) -> int | None:
         try:
