@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 LOCK_DEV  := requirements-dev.lock
 LOCK_PROD := requirements.lock
 
-.PHONY: run test test-fast lint typecheck lock locust loadtest bench stack-start stack-stop stack-status clean
+.PHONY: run test test-fast lint typecheck lock locust loadtest bench drill stack-start stack-stop stack-status clean
 
 $(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ loadtest: $(STAMP)
 # loadtests/reports/bench.md; `make bench ARGS=--quick` runs each briefly (< 2 min).
 bench: $(STAMP)
 	@BENCH_COMMAND="make bench$(if $(ARGS), ARGS='$(ARGS)')" $(PY) -m loadtests.bench $(ARGS)
+
+# Failover drill on throwaway servers: primary + synchronous standby, two web processes, two
+# workers; kill -9 the primary under order load, promote the standby, check that no accepted
+# order is lost (report printed, exit code 1 on a failed check). About two minutes.
+drill: $(STAMP)
+	@$(PY) -m loadtests.drill $(ARGS)
 
 stack-start: $(STAMP)
 	@$(PY) -m config.devstack start
