@@ -16,6 +16,8 @@ in:
 
 - ``loadtests/bench_intake.py`` (order intake): the raw-SQL ceiling through pgbench,
   single orders over HTTP, the hot product, bulk creation, statements per order;
+- ``loadtests/bench_pgbouncer.py``: single orders through PgBouncer in transaction pooling,
+  next to the direct ones;
 - ``loadtests/bench_pipeline.py`` (pipeline): zero delays with one and two worker
   processes next to a no-op Procrastinate job's rate, and the default delays (orders completed
   per minute, orders in flight, stage-start lag).
@@ -41,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests import bench_intake, bench_pipeline
+from loadtests import bench_intake, bench_pgbouncer, bench_pipeline
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
@@ -51,6 +53,7 @@ REPORT = ROOT / "loadtests" / "reports" / "bench.md"
 SCENARIOS: dict[str, Scenario] = {
     "pgbench_single": bench_intake.pgbench_single,
     "http_single": bench_intake.http_single,
+    "http_single_pgbouncer": bench_pgbouncer.http_single_pgbouncer,
     "http_hot_product": bench_intake.http_hot_product,
     "http_bulk": bench_intake.http_bulk,
     "statements": bench_intake.statements,
@@ -110,7 +113,7 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
 # ----- driver ------------------------------------------------------------------------------------
 
 DEFAULT_SCENARIOS = (
-    "statements,pgbench_single,http_single,http_hot_product,http_bulk,"
+    "statements,pgbench_single,http_single,http_single_pgbouncer,http_hot_product,http_bulk,"
     "pipeline_zero_delays,pipeline_default_delays"
 )
 # Sizes: a full run stays under ten minutes on 2 cores, --quick under two.

@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-INTAKE = ("pgbench_single", "http_single", "http_hot_product", "http_bulk")
+INTAKE = (
+    "pgbench_single",
+    "http_single",
+    "http_single_pgbouncer",
+    "http_hot_product",
+    "http_bulk",
+)
 
 
 def _fmt(value: Any) -> str:
@@ -59,6 +65,28 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
             )
         )
         rows.append(("intake: 5xx", _fmt(single["5xx"]), "", "", "0", _verdict(single["5xx"] == 0)))
+    if (pooled := results.get("http_single_pgbouncer")) and "orders/s" in pooled:
+        direct = results.get("http_single", {}).get("orders/s")
+        rows.append(
+            (
+                "intake through PgBouncer (transaction pooling): accepted orders/s",
+                f"{_fmt(pooled['orders/s'])} orders/s",
+                f"direct {_fmt(direct)} orders/s" if direct else "not run",
+                _fmt(pooled["ratio to direct"]) if "ratio to direct" in pooled else "",
+                "— (none set)",
+                _verdict(None),
+            )
+        )
+        rows.append(
+            (
+                "intake through PgBouncer: 5xx",
+                _fmt(pooled["5xx"]),
+                "",
+                "",
+                "0",
+                _verdict(pooled["5xx"] == 0),
+            )
+        )
     if hot := results.get("http_hot_product"):
         label = (
             f"hot product: accepted orders/s ({_fmt(hot['units'])} units, {hot['clients']} "
