@@ -224,9 +224,9 @@ class ReplicaRoutingMiddleware:
             pin_to_primary()
             response = self.get_response(request)
         if not safe and response.status_code < 400:
-            position = _primary_position()
-            if position is not None:
-                response[POSITION_HEADER] = position
+            commit_position = _primary_position()
+            if commit_position is not None:
+                response[POSITION_HEADER] = commit_position
         return response
 
 

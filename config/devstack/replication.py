@@ -352,3 +352,8 @@ class PgBouncer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not pid_alive(pid), 15, "PgBouncer to stop")
+
+    def remove(self) -> None:
+        """Stop PgBouncer and delete its directory."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

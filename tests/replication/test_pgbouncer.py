@@ -82,7 +82,7 @@ def test_the_api_tests_pass_through_pgbouncer_in_transaction_pooling(db, tmp_pat
         stats = {row["database"]: row for row in bouncer.show("STATS")}
         pools = bouncer.show("POOLS")
     finally:
-        bouncer.stop()
+        bouncer.remove()
         server.execute(drop)
 
     assert child.returncode == 0, child.stdout[-6000:] + child.stderr[-3000:]
