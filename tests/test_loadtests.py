@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from config.devstack.launcher import WORKER_COMMAND, _venv_bin
+from config.devstack.replication import pgbouncer_path
 from fulfillment.models import ApiKey
 from fulfillment.services.api_keys import api_key_create
 from loadtests.benchlib import UNLIMITED_RATE, start_web, stop_web
@@ -225,6 +226,7 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         "statements",
         "pgbench_single",
         "http_single",
+        "http_single_pgbouncer",
         "http_hot_product",
         "http_bulk",
         "pipeline_zero_delays",
@@ -237,10 +239,17 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 6
     }
     figures = [f for f in summary if f not in ("figure", "---")]
+    # The PgBouncer scenario measures only where PgBouncer is installed (CI requires it).
+    pgbouncer_rows = (
+        ["intake through PgBouncer (transaction pooling)", "intake through PgBouncer: 5xx"]
+        if pgbouncer_path() is not None or os.environ.get("REQUIRE_PGBOUNCER") == "1"
+        else []
+    )
     expected = [
         "intake: accepted orders/s",
         "intake: latency p50 / p99",
         "intake: 5xx",
+        *pgbouncer_rows,
         "hot product: accepted orders/s",
         "hot product: oversell",
         "bulk: orders/s through bulk_create of 50",
