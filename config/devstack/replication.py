@@ -166,7 +166,6 @@ def _prepare_dir(path: Path) -> None:
     path.mkdir(parents=True)
     path.chmod(0o700)
     _own(path)
-    _own(path.parent)
 
 
 def create_primary(pgdata: Path, extra_conf: str = "") -> PgServer:
