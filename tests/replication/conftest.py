@@ -24,7 +24,8 @@ from config.devstack.replication import PgServer, create_standby, wait_streaming
 from config.devstack.servers import DevStack
 
 ROUTER = "config.db_router.PrimaryReplicaRouter"
-APPLY_DELAY_MS = 1000
+# Long enough that a request right after a write still finds the standby behind on a busy machine.
+APPLY_DELAY_MS = 2500
 
 
 @pytest.fixture(scope="session")

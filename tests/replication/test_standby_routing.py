@@ -18,7 +18,10 @@ from fulfillment.models import Order
 from tests.factories import make_product
 from tests.replication.conftest import standby_position, wait_replayed
 
-pytestmark = pytest.mark.django_db(transaction=True, databases=["default", REPLICA_DB_ALIAS])
+pytestmark = [
+    pytest.mark.slow,  # a standby of its own, and waits of the replication delay
+    pytest.mark.django_db(transaction=True, databases=["default", REPLICA_DB_ALIAS]),
+]
 
 
 def _order_body(product_id: int) -> dict[str, Any]:
