@@ -67,7 +67,7 @@ bench: $(STAMP)
 
 # Failover drill on throwaway servers: primary + synchronous standby, two web processes, two
 # workers; kill -9 the primary under order load, promote the standby, check that no accepted
-# order is lost (report printed, exit code 1 on a failed check). About two minutes.
+# order is lost (report printed, exit code 1 on a failed check). Two minutes on a quiet machine.
 drill: $(STAMP)
 	@$(PY) -m loadtests.drill $(ARGS)
 

@@ -1,4 +1,4 @@
-"""Failover drill: `make drill` (about two minutes), ``python -m loadtests.drill --help``.
+"""Failover drill: `make drill` (two minutes on a quiet machine), ``python -m loadtests.drill --help``.
 
 On throwaway servers under ``.devstack/drill-<pid>/`` (deleted at the end) it builds:
 
