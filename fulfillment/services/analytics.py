@@ -84,7 +84,7 @@ def _stage_hours_sql() -> str:
     # width_bucket(x, bounds) is the number of bounds <= x: bucket i holds bounds[i-1] <= x <
     # bounds[i], the last one x >= the last bound.
     buckets = ", ".join(
-        f"count(*) FILTER (WHERE s.ended IS NOT NULL AND width_bucket(s.secs, %(bounds)s) = {i})"
+        f"count(*) FILTER (WHERE s.ended IS NOT NULL AND width_bucket(s.secs, %(bounds)s::float8[]) = {i})"
         for i in range(len(STAGE_BUCKET_BOUNDS) + 1)
     )
     return f"""
@@ -162,7 +162,7 @@ def analytics_rollups_refresh(*, full: bool = False) -> RefreshResult:
         _execute("DELETE FROM fulfillment_orderhourrollup WHERE hour = ANY(%(hours)s)", {"hours": hours})
         _execute("DELETE FROM fulfillment_stagehourrollup WHERE hour = ANY(%(hours)s)", {"hours": hours})
         _execute(_ORDER_HOURS_SQL, {"hours": hours})
-        _execute(_stage_hours_sql(), {"hours": hours, "bounds": list(STAGE_BUCKET_BOUNDS)})
+        _execute(_stage_hours_sql(), {"hours": hours, "bounds": [float(b) for b in STAGE_BUCKET_BOUNDS]})
     if days:
         _execute("DELETE FROM fulfillment_customerdayrollup WHERE day = ANY(%(days)s)", {"days": days})
         _execute(_CUSTOMER_DAYS_SQL, {"days": days, "unsuccessful": UNSUCCESSFUL_STATUSES})
