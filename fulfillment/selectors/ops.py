@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -87,10 +87,12 @@ def workers() -> list[dict[str, Any]]:
 
 
 def low_stock() -> list[dict[str, Any]]:
+    """Products at or below their low-stock threshold, the emptiest first."""
     levels = (
         StockLevel.objects.filter(low_stock_q())
         .select_related("product")
-        .order_by("on_hand", "product_id")[:LIST_LIMIT]
+        .annotate(free=F("on_hand") - F("reserved"))
+        .order_by("free", "product_id")[:LIST_LIMIT]
     )
     return [
         {
