@@ -231,5 +231,6 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     search_fields = ("key", "scope")
     date_hierarchy = "created_at"
 
+
 # The admin index links to the operations page (/ops/).
 admin.site.index_template = "admin/fulfillment_index.html"

@@ -63,7 +63,9 @@ def test_data_shows_throughput_in_flight_stock_failures_and_reconciliation(staff
     delivered, failed, _pending = (make_order(lines=[(product, 2)]) for _ in range(3))
     for target in (Status.PROCESSING, Status.SHIPPED, Status.DELIVERED):
         order_transition(target=target, actor="test", order_pk=delivered.pk)
-    order_transition(target=Status.FAILED, actor="test", order_pk=failed.pk, reason="carrier lost it")
+    order_transition(
+        target=Status.FAILED, actor="test", order_pk=failed.pk, reason="carrier lost it"
+    )
     ReconciliationRun.objects.create(ok=True, products_checked=1)
 
     # when

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 from ninja import Schema
 from pydantic import Field
@@ -14,7 +14,7 @@ from fulfillment.schemas.common import StrictIn
 MAX_TOP = 100
 
 
-class Bucket(str, Enum):
+class Bucket(StrEnum):
     HOUR = "hour"
     DAY = "day"
 

@@ -9,8 +9,8 @@ refreshed) and its age in seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -175,31 +175,36 @@ def percentile_from_buckets(counts: list[int], q: float) -> float | None:
     return float(STAGE_BUCKET_BOUNDS[-1])
 
 
+@dataclass
+class _StageTotals:
+    entered: int = 0
+    completed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(STAGE_BUCKET_BOUNDS) + 1))
+
+
 def stages_summary(*, window: Window) -> list[dict[str, Any]]:
     """Per stage, over the orders created in the window: how many entered, completed and failed
     it, the failure rate, the mean and the p50/p95 of the seconds it took."""
-    width = len(STAGE_BUCKET_BOUNDS) + 1
-    acc = {s: {"entered": 0, "completed": 0, "failed": 0, "secs": 0.0, "b": [0] * width}
-           for s in STAGE_NAMES}  # fmt: skip
+    acc = {stage: _StageTotals() for stage in STAGE_NAMES}
     params = {"start": window.start, "end": window.end}
-    for stage, entered, completed, failed, secs in _rows(_STAGES_SQL, params):
+    for stage, entered, completed, failed, seconds in _rows(_STAGES_SQL, params):
         if stage in acc:
-            acc[stage].update(
-                entered=int(entered), completed=int(completed), failed=int(failed), secs=secs
-            )
+            acc[stage] = _StageTotals(int(entered), int(completed), int(failed), float(seconds))
     for stage, index, count in _rows(_STAGE_BUCKETS_SQL, params):
-        if stage in acc and 1 <= index <= width:
-            acc[stage]["b"][index - 1] = int(count)
+        if stage in acc and 1 <= index <= len(acc[stage].buckets):
+            acc[stage].buckets[index - 1] = int(count)
     return [
         {
             "stage": stage,
-            "entered": a["entered"],
-            "completed": a["completed"],
-            "failed": a["failed"],
-            "failure_rate": _ratio(a["failed"], a["entered"]),
-            "mean_seconds": round(a["secs"] / a["completed"], 3) if a["completed"] else None,
-            "p50_seconds": percentile_from_buckets(a["b"], 0.50),
-            "p95_seconds": percentile_from_buckets(a["b"], 0.95),
+            "entered": a.entered,
+            "completed": a.completed,
+            "failed": a.failed,
+            "failure_rate": _ratio(a.failed, a.entered),
+            "mean_seconds": round(a.seconds / a.completed, 3) if a.completed else None,
+            "p50_seconds": percentile_from_buckets(a.buckets, 0.50),
+            "p95_seconds": percentile_from_buckets(a.buckets, 0.95),
         }
         for stage, a in acc.items()
     ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -78,9 +79,7 @@ GROUP BY d.h, o.status
 
 
 def _stage_hours_sql() -> str:
-    stages = ",\n        ".join(
-        f"('{stage}', o.{start}, o.{end})" for stage, start, end in STAGES
-    )
+    stages = ",\n        ".join(f"('{stage}', o.{start}, o.{end})" for stage, start, end in STAGES)
     # width_bucket(x, bounds) is the number of bounds <= x: bucket i holds bounds[i-1] <= x <
     # bounds[i], the last one x >= the last bound.
     buckets = ", ".join(
@@ -129,13 +128,13 @@ GROUP BY d.day, m.product_id
 """
 
 
-def _column(sql: str, params: dict[str, object] | None = None) -> list:  # type: ignore[type-arg]
+def _column(sql: str, params: dict[str, Any] | None = None) -> list:  # type: ignore[type-arg]
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return [row[0] for row in cur.fetchall()]
 
 
-def _execute(sql: str, params: dict[str, object]) -> None:
+def _execute(sql: str, params: dict[str, Any]) -> None:
     with connection.cursor() as cur:
         cur.execute(sql, params)
 
@@ -159,12 +158,20 @@ def analytics_rollups_refresh(*, full: bool = False) -> RefreshResult:
     days = sorted({h.astimezone(UTC).date() for h in hours})
 
     if hours:
-        _execute("DELETE FROM fulfillment_orderhourrollup WHERE hour = ANY(%(hours)s)", {"hours": hours})
-        _execute("DELETE FROM fulfillment_stagehourrollup WHERE hour = ANY(%(hours)s)", {"hours": hours})
+        _execute(
+            "DELETE FROM fulfillment_orderhourrollup WHERE hour = ANY(%(hours)s)", {"hours": hours}
+        )
+        _execute(
+            "DELETE FROM fulfillment_stagehourrollup WHERE hour = ANY(%(hours)s)", {"hours": hours}
+        )
         _execute(_ORDER_HOURS_SQL, {"hours": hours})
-        _execute(_stage_hours_sql(), {"hours": hours, "bounds": [float(b) for b in STAGE_BUCKET_BOUNDS]})
+        _execute(
+            _stage_hours_sql(), {"hours": hours, "bounds": [float(b) for b in STAGE_BUCKET_BOUNDS]}
+        )
     if days:
-        _execute("DELETE FROM fulfillment_customerdayrollup WHERE day = ANY(%(days)s)", {"days": days})
+        _execute(
+            "DELETE FROM fulfillment_customerdayrollup WHERE day = ANY(%(days)s)", {"days": days}
+        )
         _execute(_CUSTOMER_DAYS_SQL, {"days": days, "unsuccessful": UNSUCCESSFUL_STATUSES})
     if movement_days:
         _execute(
@@ -184,4 +191,3 @@ def analytics_rollups_refresh(*, full: bool = False) -> RefreshResult:
         refreshed_at=now,
         duration_ms=duration_ms,
     )
-

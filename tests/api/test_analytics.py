@@ -89,7 +89,10 @@ def test_orders_series_by_hour_counts_statuses_revenue_and_average(dataset, api_
     assert body["start"].startswith("2026-03-02T10:00:00") and body["end"].startswith(
         "2026-03-02T12:00:00"
     )
-    assert [p["start"][:19] for p in body["points"]] == ["2026-03-02T10:00:00", "2026-03-02T11:00:00"]
+    assert [p["start"][:19] for p in body["points"]] == [
+        "2026-03-02T10:00:00",
+        "2026-03-02T11:00:00",
+    ]
     first, second = ({k: v for k, v in p.items() if k != "start"} for p in body["points"])
     assert first == _figures(2, "30.00", "15.00", delivered=1, processing=1)
     assert second == _figures(2, "0.00", None, cancelled=1, failed=1)
@@ -102,7 +105,10 @@ def test_orders_series_by_hour_counts_statuses_revenue_and_average(dataset, api_
 def test_orders_series_by_day_aligns_the_window_to_whole_days(dataset, api_as):
     analytics_rollups_refresh()
 
-    body = _get(api_as, "/api/v1/analytics/orders/", {"from": "2026-03-02T09:30:00Z", "to": "2026-03-02T18:00:00Z", "bucket": "day"},
+    body = _get(
+        api_as,
+        "/api/v1/analytics/orders/",
+        {"from": "2026-03-02T09:30:00Z", "to": "2026-03-02T18:00:00Z", "bucket": "day"},
     ).json()
 
     assert body["start"][:19] == "2026-03-02T00:00:00" and body["end"][:19] == "2026-03-03T00:00:00"
@@ -238,7 +244,10 @@ def test_maximum_span_comes_from_settings(db, api_as, settings):
     settings.ANALYTICS_MAX_SPAN_DAYS = 1
 
     response = _get(api_as, "/api/v1/analytics/orders/", DAY)
-    too_wide = _get(api_as, "/api/v1/analytics/orders/", {"from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:01Z"},
+    too_wide = _get(
+        api_as,
+        "/api/v1/analytics/orders/",
+        {"from": "2026-03-02T00:00:00Z", "to": "2026-03-03T00:00:01Z"},
     )
 
     assert response.status_code == 200

@@ -21,7 +21,8 @@
     var rows = [data.minutes].concat(statuses.map(function (s) { return data.series[s]; }));
     if (!charts.throughput) {
       var series = [{}].concat(statuses.map(function (s) {
-        return { label: LABELS[s] || s, stroke: COLORS[s] || "#333", width: 2 };
+        return { label: LABELS[s] || s, stroke: COLORS[s] || "#333", width: 2,
+                 points: { show: false } };
       }));
       charts.throughput = new uPlot({
         width: width(el), height: 240, series: series,
@@ -80,6 +81,7 @@
         var td = tr.insertCell();
         var value = row[c] === null || row[c] === undefined ? "–" : row[c];
         if (typeof value === "number" && !Number.isInteger(value)) { value = value.toFixed(1); }
+        if (c === "at" && row.at) { value = new Date(row.at).toLocaleString(); }
         if (c === link && row.admin_url) {
           var a = document.createElement("a"); a.href = row.admin_url; a.textContent = value;
           td.append(a);
