@@ -399,6 +399,9 @@ class CustomerDayRollup(models.Model):
     count in ``orders`` but not in ``revenue`` nor ``revenue_orders``."""
 
     day = models.DateField()
+    # A 64-bit hash of the email (PostgreSQL's hashtextextended): windows group by it, which is
+    # several times cheaper than grouping by the text.
+    customer_key = models.BigIntegerField()
     customer_email = models.CharField(max_length=254)
     orders = models.PositiveIntegerField(default=0)
     revenue_orders = models.PositiveIntegerField(default=0)
@@ -406,10 +409,9 @@ class CustomerDayRollup(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["day", "customer_email"], name="customer_day_rollup_uniq"
-            )
+            models.UniqueConstraint(fields=["day", "customer_key"], name="customer_day_rollup_uniq")
         ]
+        indexes = [models.Index(fields=["customer_key"], name="customer_day_rollup_key_idx")]
 
 
 class ProductDayRollup(models.Model):

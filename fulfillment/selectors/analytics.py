@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from fulfillment.errors import ValidationFailed
@@ -276,17 +276,22 @@ def inventory_summary(*, window: Window, limit: int) -> dict[str, Any]:
 
 _CUSTOMERS_SQL = """
 WITH c AS (
-    SELECT customer_email, sum(orders) AS orders, sum(revenue_orders) AS paid, sum(revenue) AS revenue
+    SELECT customer_key, sum(orders) AS orders, sum(revenue_orders) AS paid,
+           sum(revenue) AS revenue
     FROM fulfillment_customerdayrollup
     WHERE day >= %(start)s AND day < %(end)s
-    GROUP BY customer_email
+    GROUP BY customer_key
+), top AS (
+    SELECT * FROM c ORDER BY revenue DESC, orders DESC, customer_key LIMIT %(limit)s
 )
 SELECT NULL, count(*), count(*) FILTER (WHERE orders >= 2), COALESCE(sum(orders), 0),
        COALESCE(sum(paid), 0), COALESCE(sum(revenue), 0), 0
 FROM c
 UNION ALL
-(SELECT customer_email, 1, 0, orders, paid, revenue, 1 FROM c
- ORDER BY revenue DESC, customer_email LIMIT %(limit)s)
+SELECT (SELECT r.customer_email FROM fulfillment_customerdayrollup r
+        WHERE r.customer_key = top.customer_key LIMIT 1),
+       1, 0, orders, paid, revenue, 1
+FROM top
 """
 
 
@@ -294,7 +299,11 @@ def customers_summary(*, window: Window, limit: int) -> dict[str, Any]:
     """Customers (by email) who ordered in the window: how many, orders per customer, the
     share with two orders or more, average order value, and the top ``limit`` by revenue."""
     params = {"start": window.start.date(), "end": window.end.date(), "limit": limit}
-    rows = _rows(_CUSTOMERS_SQL, params)
+    with transaction.atomic():
+        # The grouping holds one entry per customer of the window: in memory, not on disk.
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '64MB'")
+        rows = _rows(_CUSTOMERS_SQL, params)
     _, customers, repeat, orders, paid, revenue, _ = next(r for r in rows if r[6] == 0)
     top = [
         {
@@ -303,7 +312,7 @@ def customers_summary(*, window: Window, limit: int) -> dict[str, Any]:
             "revenue": _money(rev),
             "average_order_value": _money(rev / p) if p else None,
         }
-        for email, _, _, n, p, rev, kind in rows
+        for email, _, _, n, p, rev, kind in sorted(rows, key=lambda r: (-r[5], -r[3], r[0] or ""))
         if kind == 1
     ]
     return {
