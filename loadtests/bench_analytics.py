@@ -24,6 +24,8 @@ ENDPOINTS = {
     "inventory": "/api/v1/analytics/inventory/",
     "customers": "/api/v1/analytics/customers/",
 }
+# The cheapest request of the app, measured beside them: what the machine's load alone costs.
+REFERENCE = "/health/live/"
 REQUESTS = 60
 WARMUP = 5
 FILL_DAYS = 90
@@ -89,7 +91,7 @@ def _measure(bench: Bench) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with requests.Session() as session:
         session.headers.update(bench.headers)
-        for name, path in ENDPOINTS.items():
+        for name, path in {**ENDPOINTS, "reference": REFERENCE}.items():
             url = bench.base_url + path.format(from30=from30)
             timings = []
             for i in range(WARMUP + REQUESTS):
@@ -138,7 +140,7 @@ def bench_analytics(bench: Bench) -> dict[str, Any]:
         "full refresh s": full_s,
         "incremental refresh s": incremental_s,
     }
-    for name in ENDPOINTS:
+    for name in (*ENDPOINTS, "reference"):
         figures[f"{name} p50 ms (small)"], figures[f"{name} p95 ms (small)"] = small[name]
         figures[f"{name} p50 ms"], figures[f"{name} p95 ms"] = large[name]
     return figures

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench_analytics import ENDPOINTS, REFERENCE
+
 INTAKE = ("pgbench_single", "http_single", "http_hot_product", "http_bulk")
 
 
@@ -146,8 +148,6 @@ def analytics_rows(figures: dict[str, Any] | None) -> list[Row]:
     on the small database earlier in the run."""
     if not figures:
         return []
-    from loadtests.bench_analytics import ENDPOINTS
-
     rows: list[Row] = []
     for name in ENDPOINTS:
         p95, small = figures[f"{name} p95 ms"], figures[f"{name} p95 ms (small)"]
@@ -162,6 +162,17 @@ def analytics_rows(figures: dict[str, Any] | None) -> list[Row]:
                 _verdict(p95 <= 100),
             )
         )
+    rows.append(
+        (
+            f"analytics: reference {REFERENCE} p50 / p95 (the machine's load alone)",
+            f"{_fmt(figures['reference p50 ms'])} / {_fmt(figures['reference p95 ms'])} ms",
+            f"{_fmt(figures['reference p50 ms (small)'])} / "
+            f"{_fmt(figures['reference p95 ms (small)'])} ms on the small database",
+            "",
+            "",
+            "",
+        )
+    )
     rows.append(
         (
             "analytics: rollup refresh, full / incremental",
