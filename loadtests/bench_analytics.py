@@ -27,6 +27,12 @@ ENDPOINTS = {
 # The cheapest request of the app, measured beside them: what the machine's load alone costs.
 REFERENCE = "/health/live/"
 REQUESTS = 60
+ROLLUP_TABLES = (
+    "fulfillment_orderhourrollup",
+    "fulfillment_stagehourrollup",
+    "fulfillment_customerdayrollup",
+    "fulfillment_productdayrollup",
+)
 WARMUP = 5
 FILL_DAYS = 90
 CUSTOMERS = 50_000
@@ -107,9 +113,15 @@ def _measure(bench: Bench) -> dict[str, Any]:
 
 
 def _refresh(bench: Bench, *flags: str) -> float:
+    """A refresh through the management command (the worker's job, in one process); the time
+    includes the command's start-up."""
     started = time.perf_counter()
     bench.manage("refresh_analytics", *flags)
-    return round(time.perf_counter() - started, 2)
+    elapsed = round(time.perf_counter() - started, 2)
+    # What autovacuum does soon after a rebuild: the visibility map the index-only scans need.
+    for table in ROLLUP_TABLES:
+        bench.sql(f"VACUUM ANALYZE {table}")
+    return elapsed
 
 
 def bench_analytics(bench: Bench) -> dict[str, Any]:

@@ -277,7 +277,7 @@ def inventory_summary(*, window: Window, limit: int) -> dict[str, Any]:
 _CUSTOMERS_SQL = """
 WITH c AS (
     SELECT customer_key, sum(orders) AS orders, sum(revenue_orders) AS paid,
-           sum(revenue) AS revenue
+           sum(revenue_cents) AS revenue
     FROM fulfillment_customerdayrollup
     WHERE day >= %(start)s AND day < %(end)s
     GROUP BY customer_key
@@ -304,6 +304,7 @@ def customers_summary(*, window: Window, limit: int) -> dict[str, Any]:
         with connection.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '64MB'")
         rows = _rows(_CUSTOMERS_SQL, params)
+    rows = [(*r[:5], Decimal(r[5]) / 100, r[6]) for r in rows]  # revenue: cents to units
     _, customers, repeat, orders, paid, revenue, _ = next(r for r in rows if r[6] == 0)
     top = [
         {

@@ -106,10 +106,10 @@ GROUP BY d.h, s.stage
 
 _CUSTOMER_DAYS_SQL = """
 INSERT INTO fulfillment_customerdayrollup
-    (day, customer_key, customer_email, orders, revenue_orders, revenue)
+    (day, customer_key, customer_email, orders, revenue_orders, revenue_cents)
 SELECT d.day, hashtextextended(o.customer_email, 0), o.customer_email, count(*),
        count(*) FILTER (WHERE o.status <> ALL(%(unsuccessful)s)),
-       COALESCE(sum(o.total_amount) FILTER (WHERE o.status <> ALL(%(unsuccessful)s)), 0)
+       COALESCE(sum(o.total_amount * 100) FILTER (WHERE o.status <> ALL(%(unsuccessful)s)), 0)
 FROM unnest(%(days)s::date[]) AS d(day)
 JOIN fulfillment_order o
   ON o.created_at >= d.day::timestamp AT TIME ZONE 'UTC'
