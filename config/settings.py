@@ -297,6 +297,13 @@ RECONCILIATION_CRON = env.str("RECONCILIATION_CRON", default="0 * * * *")
 # Retention for the weekly clean-up.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=90)
 JOB_RETENTION_HOURS = env.int("JOB_RETENTION_HOURS", default=24 * 7)
+# Analytics and the operations page: the rollup refresh schedule, how far back each refresh
+# looks past the previous one (covers transactions that committed late), the widest window the
+# analytics endpoints accept, and how often /ops/ refreshes itself.
+ANALYTICS_REFRESH_CRON = env.str("ANALYTICS_REFRESH_CRON", default="* * * * *")
+ANALYTICS_REFRESH_OVERLAP_SECONDS = env.int("ANALYTICS_REFRESH_OVERLAP_SECONDS", default=300)
+ANALYTICS_MAX_SPAN_DAYS = env.int("ANALYTICS_MAX_SPAN_DAYS", default=92)
+OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=5)
 # How long an Idempotency-Key is remembered: a retry within it gets the stored response; after it
 # the key is forgotten (the request runs as a new one) and the clean-up deletes the record.
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)

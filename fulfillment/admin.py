@@ -230,3 +230,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_filter = ("status_code", "created_at")
     search_fields = ("key", "scope")
     date_hierarchy = "created_at"
+
+
+# The admin index links to the operations page (/ops/).
+admin.site.index_template = "admin/fulfillment_index.html"

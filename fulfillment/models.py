@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import pghistory
 import pgtrigger
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -351,3 +352,98 @@ pghistory.track(
     ),
     exclude=["hashed_secret", "last_used_at"],
 )(ApiKey)
+
+
+# ----- analytics rollups ------------------------------------------------------------------------
+# Aggregates that the ``analytics_refresh`` job keeps up to date (services/analytics.py) so that
+# the analytics endpoints read a few thousand rows instead of millions of orders. Orders are
+# rolled up by the hour (UTC) they were created in, stock movements by the day they happened in.
+
+
+class OrderHourRollup(models.Model):
+    """Orders created in one hour that are now in one status, and their total amount."""
+
+    hour = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    orders = models.PositiveIntegerField(default=0)
+    amount = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "status"], name="order_hour_rollup_uniq")
+        ]
+
+
+class StageHourRollup(models.Model):
+    """Orders created in one hour, per pipeline stage: how many entered the stage, completed it,
+    failed in it, and a histogram of the seconds spent in it (``buckets[i]`` counts the
+    durations up to ``STAGE_BUCKET_BOUNDS[i]``, above the previous bound; the last counts the
+    rest)."""
+
+    hour = models.DateTimeField()
+    stage = models.CharField(max_length=16)
+    entered = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    seconds_sum = models.FloatField(default=0)
+    buckets = ArrayField(models.IntegerField(), default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "stage"], name="stage_hour_rollup_uniq")
+        ]
+
+
+class CustomerDayRollup(models.Model):
+    """One customer's orders created on one day and their revenue: cancelled and failed orders
+    count in ``orders`` but not in ``revenue_cents`` nor ``revenue_orders``."""
+
+    day = models.DateField()
+    # A 64-bit hash of the email (PostgreSQL's hashtextextended): windows group by it, which is
+    # several times cheaper than grouping by the text.
+    customer_key = models.BigIntegerField()
+    customer_email = models.CharField(max_length=254)
+    orders = models.PositiveIntegerField(default=0)
+    revenue_orders = models.PositiveIntegerField(default=0)
+    # In cents: a window sums tens of thousands of rows, and integers sum faster than numerics.
+    revenue_cents = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Covering: a window's figures come from an index-only scan.
+            models.UniqueConstraint(
+                fields=["day", "customer_key"],
+                include=["orders", "revenue_orders", "revenue_cents"],
+                name="customer_day_rollup_uniq",
+            )
+        ]
+        indexes = [models.Index(fields=["customer_key"], name="customer_day_rollup_key_idx")]
+
+
+class ProductDayRollup(models.Model):
+    """One product's stock movements on one day: units shipped and the net change of on-hand."""
+
+    day = models.DateField()
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, db_constraint=False)
+    units_shipped = models.PositiveIntegerField(default=0)
+    on_hand_delta = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "product"], name="product_day_rollup_uniq")
+        ]
+
+
+class RollupState(models.Model):
+    """When the rollups were last refreshed (one row, ``name="analytics"``)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    refreshed_at = models.DateTimeField()
+    duration_ms = models.FloatField(default=0)
+
+
+# Upper bounds (seconds) of the stage-duration histogram buckets of ``StageHourRollup``; a last
+# bucket above them counts the rest.
+STAGE_BUCKET_BOUNDS: tuple[float, ...] = (
+    0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400,
+)  # fmt: skip

@@ -21,7 +21,8 @@ when an upgrade changes them):
   :func:`live_stage_job_order_pks` (one array parameter for up to a thousand orders, where the
   ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
   :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
-  ``deferred`` event of jobs without ``scheduled_at``).
+  ``deferred`` event of jobs without ``scheduled_at``), :func:`queue_depth_by_queue` and
+  :func:`recent_stage_lags` (the operations page: also the ``started`` events).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ DAILY_REPORT_TASK = "fulfillment.daily_report"
 RETENTION_CLEANUP_TASK = "fulfillment.retention_cleanup"
 INVENTORY_RECONCILIATION_TASK = "fulfillment.inventory_reconciliation"
 NOOP_TASK = "fulfillment.noop"
+ANALYTICS_REFRESH_TASK = "fulfillment.analytics_refresh"
 
 LIVE_STATUSES = ("todo", "doing")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
@@ -213,3 +215,57 @@ def delete_finished_jobs(*, older_than_hours: int) -> int:
         include_aborted=True,
     )
     return before - finished_job_count()
+
+
+# ----- reads for the operations page --------------------------------------------------------------
+
+_QUEUE_DEPTH_BY_QUEUE_SQL = """
+SELECT q.queue_name, q.waiting,
+       EXTRACT(EPOCH FROM now() - LEAST(q.oldest_scheduled,
+           (SELECT e.at FROM procrastinate_events e
+            WHERE e.job_id = q.first_unscheduled AND e.type = 'deferred'
+            ORDER BY e.id LIMIT 1)))::float
+FROM (
+    SELECT queue_name, count(*) AS waiting, min(scheduled_at) AS oldest_scheduled,
+           min(id) FILTER (WHERE scheduled_at IS NULL) AS first_unscheduled
+    FROM procrastinate_jobs
+    WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())
+    GROUP BY queue_name
+) AS q
+ORDER BY q.queue_name
+"""
+
+
+def queue_depth_by_queue() -> list[dict[str, Any]]:
+    """Per queue with due jobs: how many wait, and the age (seconds) of the oldest. A job
+    without ``scheduled_at`` is due since its ``deferred`` event; ids grow with deferral time,
+    so the oldest of those is the one with the smallest id (one event lookup per queue)."""
+    with connection.cursor() as cur:
+        cur.execute(_QUEUE_DEPTH_BY_QUEUE_SQL)
+        return [
+            {"queue": name, "waiting": waiting, "oldest_waiting_s": oldest}
+            for name, waiting, oldest in cur.fetchall()
+        ]
+
+
+_RECENT_STAGE_LAGS_SQL = """
+SELECT EXTRACT(EPOCH FROM s.at - COALESCE(j.scheduled_at, d.at))::float
+FROM (
+    SELECT job_id, at FROM procrastinate_events
+    WHERE type = 'started' AND at > now() - interval '1 hour'
+    ORDER BY id DESC LIMIT %(limit)s
+) AS s
+JOIN procrastinate_jobs j ON j.id = s.job_id AND j.task_name = %(task)s
+LEFT JOIN LATERAL (
+    SELECT e.at FROM procrastinate_events e
+    WHERE e.job_id = j.id AND e.type = 'deferred' ORDER BY e.id LIMIT 1
+) AS d ON true
+"""
+
+
+def recent_stage_lags(*, limit: int = 500) -> list[float]:
+    """The lag (seconds from due to started) of up to ``limit`` of the latest stage-job starts
+    in the last hour: ``scheduled_at``, or the ``deferred`` event without one."""
+    with connection.cursor() as cur:
+        cur.execute(_RECENT_STAGE_LAGS_SQL, {"limit": limit, "task": ADVANCE_ORDER_TASK})
+        return [max(0.0, row[0]) for row in cur.fetchall() if row[0] is not None]

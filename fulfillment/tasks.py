@@ -24,7 +24,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from fulfillment import queue
 from fulfillment.logs import job_log
-from fulfillment.services import reports, stages, stale
+from fulfillment.services import analytics, reports, stages, stale
 
 logger = logging.getLogger("fulfillment.tasks")
 
@@ -190,6 +190,17 @@ def inventory_reconciliation(context: procrastinate.JobContext, timestamp: int) 
     return reports.reconciliation_run().ok
 
 
+@maintenance_job(
+    name=queue.ANALYTICS_REFRESH_TASK,
+    cron=settings.ANALYTICS_REFRESH_CRON,
+    periodic_id="analytics_refresh",
+)
+def analytics_refresh(context: procrastinate.JobContext, timestamp: int) -> dict[str, int]:
+    """Bring the analytics rollups up to date (``services.analytics``)."""
+    result = analytics.analytics_rollups_refresh()
+    return {"hours": result.hours, "days": result.days, "movement_days": result.movement_days}
+
+
 @app.task(name=queue.NOOP_TASK, queue=queue.PROBE_QUEUE)
 def noop() -> None:
     """Does nothing: the queue's own throughput, the reference the pipeline benchmark reports
@@ -198,6 +209,7 @@ def noop() -> None:
 
 __all__ = [
     "advance_order",
+    "analytics_refresh",
     "app",
     "daily_report",
     "heal_stale_orders",

@@ -43,7 +43,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+<<<<<<< HEAD
 from loadtests import bench_intake, bench_pgbouncer, bench_pipeline
+=======
+from loadtests import bench_analytics, bench_intake, bench_pipeline
+>>>>>>> ops
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
@@ -59,8 +63,10 @@ SCENARIOS: dict[str, Scenario] = {
     "statements": bench_intake.statements,
     "pipeline_zero_delays": bench_pipeline.bench_zero_delays,
     "pipeline_default_delays": bench_pipeline.bench_default_delays,
+    # Not in the default list: fills a million orders (run it alone or last).
+    "analytics": bench_analytics.bench_analytics,
 }
-ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays"}
+ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays", "analytics"}
 
 
 def _median(values: list[Any]) -> Any:
@@ -128,6 +134,7 @@ FULL = {
     "delay_rates": [25.0, 50.0, 100.0],
     "delay_seconds": 40.0,
     "delay_warmup": 15.0,
+    "analytics_orders": 1_000_000,
 }
 QUICK = {
     "duration": 3.0,
@@ -140,6 +147,7 @@ QUICK = {
     "delay_rates": [25.0],
     "delay_seconds": 16.0,
     "delay_warmup": 8.0,
+    "analytics_orders": 100_000,
 }
 
 
@@ -161,6 +169,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--delay-rates", type=float, nargs="+", help="default-delay arrival rates")
     size.add_argument("--delay-seconds", type=float, help="seconds per default-delay run")
     size.add_argument("--delay-warmup", type=float, help="seconds before in-flight sampling")
+    size.add_argument("--analytics-orders", type=int, help="orders the analytics scenario fills")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--hot-clients", type=int, default=32)
     parser.add_argument("--hot-units", type=int, default=1000)
@@ -232,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             delay_rates=tuple(args.delay_rates),
             delay_seconds=args.delay_seconds,
             delay_warmup=args.delay_warmup,
+            analytics_orders=args.analytics_orders,
         )
         print(f"[bench] preparing the database ({urls['DATABASE_URL']})", flush=True)
         bench.prepare_database(hot_products=args.rounds)

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench_analytics import ENDPOINTS, REFERENCE
+
 INTAKE = (
     "pgbench_single",
     "http_single",
@@ -165,6 +167,50 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
                 _verdict(run["lag_p99_s"] is not None and run["lag_p99_s"] <= 1.0),
             )
         )
+    rows += analytics_rows(results.get("analytics"))
+    return rows
+
+
+def analytics_rows(figures: dict[str, Any] | None) -> list[Row]:
+    """Per analytics endpoint: p95 over HTTP at the filled volume, against the same requests
+    on the small database earlier in the run."""
+    if not figures:
+        return []
+    rows: list[Row] = []
+    for name in ENDPOINTS:
+        p95, small = figures[f"{name} p95 ms"], figures[f"{name} p95 ms (small)"]
+        rows.append(
+            (
+                f"analytics {name}: p50 / p95 at {_fmt(figures['large orders'])} orders",
+                f"{_fmt(figures[f'{name} p50 ms'])} / {_fmt(p95)} ms",
+                f"{_fmt(figures[f'{name} p50 ms (small)'])} / {_fmt(small)} ms at "
+                f"{_fmt(figures['small orders'])} orders",
+                _fmt(round(p95 / small, 2)) if small else "",
+                "p95 ≤ 100 ms",
+                _verdict(p95 <= 100),
+            )
+        )
+    rows.append(
+        (
+            f"analytics: reference {REFERENCE} p50 / p95 (the machine's load alone)",
+            f"{_fmt(figures['reference p50 ms'])} / {_fmt(figures['reference p95 ms'])} ms",
+            f"{_fmt(figures['reference p50 ms (small)'])} / "
+            f"{_fmt(figures['reference p95 ms (small)'])} ms on the small database",
+            "",
+            "",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "analytics: rollup refresh, full / incremental",
+            f"{_fmt(figures['full refresh s'])} / {_fmt(figures['incremental refresh s'])} s",
+            f"fill {_fmt(figures['fill s'])} s",
+            "",
+            "— (none set)",
+            "",
+        )
+    )
     return rows
 
 
