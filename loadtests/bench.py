@@ -43,11 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-<<<<<<< HEAD
-from loadtests import bench_intake, bench_pgbouncer, bench_pipeline
-=======
-from loadtests import bench_analytics, bench_intake, bench_pipeline
->>>>>>> ops
+from loadtests import bench_analytics, bench_intake, bench_pgbouncer, bench_pipeline
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
