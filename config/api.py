@@ -1,6 +1,12 @@
 """The NinjaAPI at /api/v1/ and its exception handlers: one error shape for every failure.
 
 {"error": {"code": "insufficient_stock", "message": "...", "details": {...}}}
+
+The schema hook (``FulfillmentAPI.get_openapi_schema``) is the one place that declares, for every
+operation of every router: its security as the server enforces it (reads also accept no key when
+``ALLOW_ANONYMOUS_READS`` is on), the role it needs (``x-required-role``), the common error
+responses with examples (429 with ``Retry-After``), and the links from created resources. A router
+declares only its success responses.
 """
 
 from __future__ import annotations
@@ -94,11 +100,25 @@ ERROR_EXAMPLES: dict[int, dict[str, dict[str, Any]]] = {
             "not enough stock for 1 line(s)",
             shortages=[{"product_id": 3, "requested": 5, "available": 2}],
         ),
+        "product_unavailable": _example(
+            "product_unavailable",
+            "product(s) 7 do not exist or are not active",
+            product_ids=[7],
+        ),
         "version_conflict": _example(
-            "version_conflict", "order changed since version 1", expected=1, current=2
+            "version_conflict",
+            "order 5b0e3c52-... is at version 2, not the expected 1",
+            resource="order",
+            id="5b0e3c52-...",
+            expected_version=1,
+            current_version=2,
         ),
         "invalid_transition": _example(
-            "invalid_transition", "cannot move from shipped to cancelled"
+            "invalid_transition",
+            "order 5b0e3c52-... cannot go from shipped to cancelled",
+            order_id="5b0e3c52-...",
+            current="shipped",
+            target="cancelled",
         ),
         "invalid_stock_change": _example(
             "invalid_stock_change", "on_hand would fall below reserved"
