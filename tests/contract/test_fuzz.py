@@ -18,7 +18,6 @@ from tests.conftest import issue_key
 from tests.contract.live import live_server
 from tests.factories import make_product
 
-ROOT = Path(__file__).resolve().parents[2]
 ST = str(Path(sys.executable).parent / "st")
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))  # per operation and phase
 PHASES = "examples,coverage,fuzzing,stateful"
@@ -52,7 +51,9 @@ def run_schemathesis(base_url: str, api_key: str, report_dir: Path) -> tuple[int
         "--report-dir",
         str(report_dir),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    # In a scratch directory: Schemathesis keeps a cache in its working directory.
+    report_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=report_dir)
     return done.returncode, done.stdout + done.stderr
 
 
