@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 LOCK_DEV  := requirements-dev.lock
 LOCK_PROD := requirements.lock
 
-.PHONY: run test test-fast lint typecheck lock locust loadtest bench drill stack-start stack-stop stack-status clean
+.PHONY: run test test-fast fuzz lint typecheck lock locust loadtest bench drill stack-start stack-stop stack-status clean
 
 $(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: $(STAMP)
 # Everything but the tests marked `slow` (benchmark driver, Locust, worker crash, faults, ...).
 test-fast: $(STAMP)
 	@$(PY) -m pytest -m "not slow" $(ARGS)
+
+# Schemathesis with every check and phase against a fresh gunicorn on the test database, in both
+# anonymous-read modes, FUZZ_EXAMPLES test cases per operation and phase; prints the report.
+FUZZ_EXAMPLES ?= 25
+fuzz: $(STAMP)
+	@FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/contract/test_fuzz.py -s $(ARGS)
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports

@@ -1,6 +1,12 @@
 """The NinjaAPI at /api/v1/ and its exception handlers: one error shape for every failure.
 
 {"error": {"code": "insufficient_stock", "message": "...", "details": {...}}}
+
+The schema hook (``FulfillmentAPI.get_openapi_schema``) is the one place that declares, for every
+operation of every router: its security as the server enforces it (reads also accept no key when
+``ALLOW_ANONYMOUS_READS`` is on), the role it needs (``x-required-role``), the common error
+responses with examples (429 with ``Retry-After``), and the links from created resources. A router
+declares only its success responses.
 """
 
 from __future__ import annotations
@@ -8,11 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from ninja import NinjaAPI
 from ninja.errors import (
     AuthenticationError,
@@ -24,7 +33,7 @@ from ninja.errors import (
 from ninja.openapi.schema import OpenAPISchema
 
 from fulfillment import errors
-from fulfillment.auth import API_AUTH
+from fulfillment.auth import API_AUTH, VIEWER, required_role
 from fulfillment.hardening import StrictJSONError, StrictJSONParser
 from fulfillment.schemas import ErrorOut
 from fulfillment.throttling import API_THROTTLES
@@ -52,7 +61,7 @@ CODE_BY_STATUS = {
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 # Documented on every operation (see FulfillmentAPI.get_openapi_schema), so clients, the docs and
-# the schemathesis run know every status an operation can answer with.
+# the fuzzer know every status an operation can answer with.
 COMMON_RESPONSES = {
     401: "Missing, invalid or revoked API key",
     403: "The API key's role may not call this operation",
@@ -66,6 +75,85 @@ BODY_RESPONSES = {
 }
 
 
+def _example(code: str, message: str, **details: Any) -> dict[str, Any]:
+    return {"value": {"error": {"code": code, "message": message, "details": details}}}
+
+
+# Examples of each status's body (several for the 409 variants).
+ERROR_EXAMPLES: dict[int, dict[str, dict[str, Any]]] = {
+    400: {"bad_request": _example("bad_request", "request body is not valid JSON")},
+    401: {
+        "unauthorized": _example(
+            "unauthorized",
+            "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>",
+        )
+    },
+    403: {
+        "forbidden": _example(
+            "forbidden", "API key 'reader' has role 'viewer'; POST /api/v1/orders/ needs 'operator'"
+        )
+    },
+    404: {"not_found": _example("not_found", "order 5b0e3c52-... not found")},
+    409: {
+        "insufficient_stock": _example(
+            "insufficient_stock",
+            "not enough stock for 1 line(s)",
+            shortages=[{"product_id": 3, "requested": 5, "available": 2}],
+        ),
+        "product_unavailable": _example(
+            "product_unavailable",
+            "product(s) 7 do not exist or are not active",
+            product_ids=[7],
+        ),
+        "version_conflict": _example(
+            "version_conflict",
+            "order 5b0e3c52-... is at version 2, not the expected 1",
+            resource="order",
+            id="5b0e3c52-...",
+            expected_version=1,
+            current_version=2,
+        ),
+        "invalid_transition": _example(
+            "invalid_transition",
+            "order 5b0e3c52-... cannot go from shipped to cancelled",
+            order_id="5b0e3c52-...",
+            current="shipped",
+            target="cancelled",
+        ),
+        "invalid_stock_change": _example(
+            "invalid_stock_change", "on_hand would fall below reserved"
+        ),
+        "idempotency_mismatch": _example(
+            "idempotency_mismatch", "Idempotency-Key was used with a different body"
+        ),
+    },
+    413: {"payload_too_large": _example("payload_too_large", "request body is too large")},
+    422: {
+        "validation_error": _example(
+            "validation_error",
+            "items: each product may appear only once per order",
+            errors=[
+                {
+                    "loc": ["body", "payload", "items"],
+                    "msg": "Value error, each product may appear only once per order",
+                    "type": "value_error",
+                }
+            ],
+        )
+    },
+    429: {
+        "throttled": _example(
+            "throttled", "too many requests, retry later", retry_after=12, limit="1200/min"
+        )
+    },
+    503: {
+        "database_unavailable": _example(
+            "database_unavailable", "the database is unavailable, retry later"
+        )
+    },
+}
+
+
 class FulfillmentAPI(NinjaAPI):
     def get_openapi_schema(
         self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
@@ -75,10 +163,84 @@ class FulfillmentAPI(NinjaAPI):
         error_schema = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(error_schema.pop("$defs", {}))
         components.setdefault("ErrorOut", error_schema)
-        for operations in schema["paths"].values():
-            for operation in operations.values():
+        root = reverse("api:api-root")
+        for path, operations in schema["paths"].items():
+            below_root = re.sub(r"\{[^}]*\}", "x", path.removeprefix(root))
+            for method, operation in operations.items():
                 _document_errors(operation)
+                _document_security(operation, method.upper(), below_root)
+                _document_links(operation, path.removeprefix(root))
         return schema
+
+
+def _document_security(operation: dict[str, Any], method: str, path: str) -> None:
+    """The operation's security as the server enforces it: an operation that anonymous reads
+    cover lists the empty requirement ``{}`` (a key is optional) when they are on."""
+    security = operation.get("security")
+    if not security:
+        return
+    if settings.ALLOW_ANONYMOUS_READS and required_role(method, path) == VIEWER:
+        operation["security"] = [{}, *security]
+    operation["x-required-role"] = required_role(method, path)
+
+
+# Links for clients and the fuzzer's stateful phase: from a created product or order to the
+# operations on it.
+_PRODUCT_ID = {"product_id": "$response.body#/id"}
+_ORDER_ID = {"order_id": "$response.body#/order_id"}
+LINKS: dict[str, dict[str, dict[str, Any]]] = {
+    "products/": {
+        "GetProduct": {
+            "operationId": "fulfillment_api_products_get_product",
+            "parameters": _PRODUCT_ID,
+        },
+        "UpdateProduct": {
+            "operationId": "fulfillment_api_products_update_product",
+            "parameters": _PRODUCT_ID,
+        },
+        "StockHistory": {
+            "operationId": "fulfillment_api_products_stock_history",
+            "parameters": _PRODUCT_ID,
+        },
+        "GetInventory": {
+            "operationId": "fulfillment_api_inventory_get_inventory",
+            "parameters": _PRODUCT_ID,
+        },
+        "AdjustInventory": {
+            "operationId": "fulfillment_api_inventory_adjust_inventory",
+            "parameters": _PRODUCT_ID,
+        },
+        "Transactions": {
+            "operationId": "fulfillment_api_inventory_list_transactions",
+            "parameters": _PRODUCT_ID,
+        },
+    },
+    "orders/": {
+        "GetOrder": {"operationId": "fulfillment_api_orders_get_order", "parameters": _ORDER_ID},
+        "CancelOrder": {
+            "operationId": "fulfillment_api_orders_cancel_order",
+            "parameters": _ORDER_ID,
+        },
+        "OrderHistory": {
+            "operationId": "fulfillment_api_orders_order_history",
+            "parameters": _ORDER_ID,
+        },
+        "OrderTracking": {
+            "operationId": "fulfillment_api_orders_order_tracking",
+            "parameters": _ORDER_ID,
+        },
+    },
+}
+
+
+def _document_links(operation: dict[str, Any], path: str) -> None:
+    links = LINKS.get(path)
+    if links is None:
+        return
+    responses = operation.get("responses", {})
+    created = responses.get(201) or responses.get("201")
+    if created is not None:
+        created["links"] = links
 
 
 def _document_errors(operation: dict[str, Any]) -> None:
@@ -92,16 +254,22 @@ def _document_errors(operation: dict[str, Any]) -> None:
         extra[404] = "Not found"
     responses = operation.setdefault("responses", {})
     for status, description in extra.items():
-        if str(status) in responses:
+        if status in responses or str(status) in responses:
             continue
-        response = responses.setdefault(
-            status,
-            {"description": description, "content": {"application/json": {"schema": _ERROR_REF}}},
-        )
-        if status == 429:
+        responses[status] = {
+            "description": description,
+            "content": {"application/json": {"schema": _ERROR_REF}},
+        }
+    for status, response in responses.items():
+        code = int(status)
+        content = response.get("content", {}).get("application/json")
+        if code >= 400 and content is not None:
+            content["examples"] = ERROR_EXAMPLES.get(code, {})
+        if code == 429:
             response.setdefault("headers", {})["Retry-After"] = {
                 "description": "Seconds to wait before retrying",
-                "schema": {"type": "integer"},
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
             }
 
 

@@ -30,14 +30,15 @@ class ValidationFailed(FulfillmentError):
     code = "validation_error"
 
 
-class ProductUnavailable(ValidationFailed):
-    """An order names a product that does not exist or is not active."""
-
-    code = "product_unavailable"
-
-
 class Conflict(FulfillmentError):
     code = "conflict"
+
+
+class ProductUnavailable(Conflict):
+    """An order names a product that does not exist or is not active: the request is well formed
+    but conflicts with the catalogue as it is now (409)."""
+
+    code = "product_unavailable"
 
 
 class VersionConflict(Conflict):
@@ -54,7 +55,8 @@ class VersionConflict(Conflict):
 
 
 class InvalidStockChange(Conflict):
-    """The change would break a stock invariant (negative on_hand, reserved > on_hand)."""
+    """The change would break a stock invariant (negative on_hand, reserved > on_hand) or, for a
+    count, records no difference from the current on_hand."""
 
     code = "invalid_stock_change"
 

@@ -33,11 +33,12 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | int:
     value = float(text)
     if not math.isfinite(value):  # 1e999 parses to inf
         raise StrictJSONError(f"number {text} is out of range")
-    return value
+    # JSON Schema's integer is any number without a fractional part: 3.0 is the integer 3.
+    return int(value) if value.is_integer() else value
 
 
 def strict_loads(body: bytes | str) -> Any:

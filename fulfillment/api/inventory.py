@@ -3,12 +3,13 @@ the cached summary. ``{product_id}`` is the product's id (each product has one s
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from pydantic import Field
 
-from fulfillment.api.common import actor_of, expected_version
+from fulfillment.api.common import Pagination, ProductIdPath, actor_of, expected_version
 from fulfillment.models import StockLevel, StockMovement
 from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.common import QueryBool
 from fulfillment.schemas.inventory import (
     AdjustIn,
     AdjustOut,
@@ -25,7 +26,7 @@ ERRORS = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
 class InventoryFilters(Schema):
-    low_stock: bool | None = None
+    low_stock: QueryBool | None = None
     search: Text | None = Field(default=None, max_length=200)
 
 
@@ -34,7 +35,7 @@ class MovementFilters(Schema):
 
 
 @router.get("/", response=list[InventoryOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_inventory(request: HttpRequest, filters: Query[InventoryFilters]):  # type: ignore[no-untyped-def]
     return selectors.stock_list(low_stock=filters.low_stock, search=filters.search)
 
@@ -45,7 +46,9 @@ def inventory_summary(request: HttpRequest) -> dict:
 
 
 @router.get("/{int:product_id}/", response={200: InventoryOut, 404: ErrorOut})
-def get_inventory(request: HttpRequest, response: HttpResponse, product_id: int) -> StockLevel:
+def get_inventory(
+    request: HttpRequest, response: HttpResponse, product_id: ProductIdPath
+) -> StockLevel:
     level = selectors.stock_get(product_id=product_id)
     response["ETag"] = f'"{level.version}"'  # send it back as If-Match when adjusting
     return level
@@ -53,7 +56,7 @@ def get_inventory(request: HttpRequest, response: HttpResponse, product_id: int)
 
 @router.post("/{int:product_id}/adjust/", response={200: AdjustOut, **ERRORS})
 def adjust_inventory(
-    request: HttpRequest, response: HttpResponse, product_id: int, payload: AdjustIn
+    request: HttpRequest, response: HttpResponse, product_id: ProductIdPath, payload: AdjustIn
 ) -> dict:
     result = services.stock_apply_adjustment(
         product_id=product_id,
@@ -69,8 +72,8 @@ def adjust_inventory(
 
 
 @router.get("/{int:product_id}/transactions/", response={200: list[MovementOut], 404: ErrorOut})
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_transactions(  # type: ignore[no-untyped-def]
-    request: HttpRequest, product_id: int, filters: Query[MovementFilters]
+    request: HttpRequest, product_id: ProductIdPath, filters: Query[MovementFilters]
 ):
     return selectors.movement_list(product_id=product_id, kind=filters.kind)

@@ -1,19 +1,20 @@
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
-from ninja.errors import ValidationError
+from ninja.errors import HttpError, ValidationError
 from ninja.responses import NinjaJSONEncoder
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
 from fulfillment.api.common import actor_of, caller_of, expected_version
+from fulfillment.hardening import StrictJSONError, strict_loads
 from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.common import QueryBool, QueryDateTime, Text
 from fulfillment.schemas.orders import (
     BulkOrderIn,
     BulkOrderOut,
@@ -28,6 +29,7 @@ from fulfillment.schemas.orders import (
     TrackingOut,
 )
 from fulfillment.selectors import orders as selectors
+from fulfillment.selectors.orders import CURSOR_PATTERN
 from fulfillment.services import idempotency
 from fulfillment.services.bulk_intake import order_bulk_create
 from fulfillment.services.intake import order_create
@@ -74,7 +76,9 @@ def _optional_body(request: HttpRequest, schema: type[CancelIn]) -> CancelIn:
     if request.content_type != "application/json" or not request.body.strip():
         return schema()
     try:
-        return schema.model_validate_json(request.body)
+        return schema.model_validate(strict_loads(request.body))
+    except StrictJSONError as exc:
+        raise HttpError(400, str(exc)) from exc
     except PydanticValidationError as exc:
         raise ValidationError([dict(e) for e in exc.errors(include_url=False)]) from exc
 
@@ -181,11 +185,16 @@ def bulk_create_orders(request: HttpRequest, payload: BulkOrderIn) -> HttpRespon
 class OrderFilters(Schema):
     status: StatusName | None = None
     priority: Priority | None = None
-    customer_email: str | None = Field(default=None, max_length=254)
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    stale_only: bool = False
-    cursor: str | None = Field(default=None, max_length=200)
+    customer_email: Text | None = Field(default=None, max_length=254)
+    created_after: QueryDateTime | None = None
+    created_before: QueryDateTime | None = None
+    stale_only: QueryBool = False
+    cursor: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page",
+    )
     limit: int = Field(default=settings.PAGE_SIZE_DEFAULT, ge=1, le=settings.PAGE_SIZE_MAX)
 
 

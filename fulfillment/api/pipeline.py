@@ -5,17 +5,17 @@ path ``check_stale/`` never matches the orders router's ``{uuid:order_id}`` path
 registered first), ``reports_router`` at ``/reports/``.
 """
 
-import datetime
 import time
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 from pydantic import Field
 
-from fulfillment.api.common import actor_of
+from fulfillment.api.common import Pagination, actor_of
 from fulfillment.models import DailyReport
 from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.common import QueryDate
 from fulfillment.schemas.pipeline import DailyReportOut, StaleCheckOut
 from fulfillment.selectors import reports as report_selectors
 from fulfillment.services.stale import stale_orders_heal
@@ -43,16 +43,16 @@ def check_stale(request: HttpRequest, params: Query[StaleCheckParams]) -> StaleC
 
 
 class ReportFilters(Schema):
-    date_from: datetime.date | None = None
-    date_to: datetime.date | None = None
+    date_from: QueryDate | None = None
+    date_to: QueryDate | None = None
 
 
 @reports_router.get("/daily/", response={200: list[DailyReportOut], 422: ErrorOut})
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_daily_reports(request: HttpRequest, filters: Query[ReportFilters]):  # type: ignore[no-untyped-def]
     return report_selectors.daily_report_list(date_from=filters.date_from, date_to=filters.date_to)
 
 
 @reports_router.get("/daily/{day}/", response={200: DailyReportOut, 404: ErrorOut, 422: ErrorOut})
-def get_daily_report(request: HttpRequest, day: datetime.date) -> DailyReport:
+def get_daily_report(request: HttpRequest, day: QueryDate) -> DailyReport:
     return report_selectors.daily_report_get(day=day)

@@ -1,10 +1,12 @@
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
+from pydantic import Field
 
-from fulfillment.api.common import actor_of, expected_version
+from fulfillment.api.common import Pagination, ProductIdPath, actor_of, expected_version
 from fulfillment.models import Product
 from fulfillment.schemas import ErrorOut
+from fulfillment.schemas.common import QueryBool, Text
 from fulfillment.schemas.inventory import StockEventOut
 from fulfillment.schemas.products import ProductIn, ProductOut, ProductUpdateIn
 from fulfillment.selectors import products as selectors
@@ -15,12 +17,12 @@ ERRORS = {404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
 class ProductFilters(Schema):
-    search: str | None = None
-    is_active: bool | None = None
+    search: Text | None = Field(default=None, max_length=200)
+    is_active: QueryBool | None = None
 
 
 @router.get("/", response=list[ProductOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_products(request: HttpRequest, filters: Query[ProductFilters]):  # type: ignore[no-untyped-def]
     return selectors.product_list(search=filters.search, active=filters.is_active)
 
@@ -32,29 +34,31 @@ def create_product(request: HttpRequest, payload: ProductIn) -> Status:
 
 
 class LowStockFilters(Schema):
-    is_active: bool | None = None
+    is_active: QueryBool | None = None
 
 
 # Literal paths are registered before "/{int:product_id}/" (which only matches digits anyway).
 @router.get("/low_stock/", response=list[ProductOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def low_stock_products(request: HttpRequest, filters: Query[LowStockFilters]):  # type: ignore[no-untyped-def]
     return selectors.product_low_stock(active=filters.is_active)
 
 
 @router.get("/{int:product_id}/stock_history/", response={200: list[StockEventOut], 404: ErrorOut})
-@paginate(LimitOffsetPagination)
-def stock_history(request: HttpRequest, product_id: int):  # type: ignore[no-untyped-def]
+@paginate(Pagination)
+def stock_history(request: HttpRequest, product_id: ProductIdPath):  # type: ignore[no-untyped-def]
     return selectors.product_stock_history(product_id=product_id)
 
 
 @router.get("/{int:product_id}/", response={200: ProductOut, 404: ErrorOut})
-def get_product(request: HttpRequest, product_id: int) -> Product:
+def get_product(request: HttpRequest, product_id: ProductIdPath) -> Product:
     return selectors.product_get(product_id=product_id)
 
 
 @router.api_operation(["PATCH", "PUT"], "/{int:product_id}/", response={200: ProductOut, **ERRORS})
-def update_product(request: HttpRequest, product_id: int, payload: ProductUpdateIn) -> Product:
+def update_product(
+    request: HttpRequest, product_id: ProductIdPath, payload: ProductUpdateIn
+) -> Product:
     data = payload.dict(exclude_unset=True)
     version = expected_version(request, data.pop("expected_version", None))
     product_services.product_update(

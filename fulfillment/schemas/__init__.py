@@ -1,5 +1,5 @@
 """Ninja In/Out schemas, one module per area: explicit fields, validation at the edge."""
 
-from fulfillment.schemas.common import ErrorBody, ErrorOut, StrictIn
+from fulfillment.schemas.common import ErrorBody, ErrorOut, StrictIn, StrictSchema
 
-__all__ = ["ErrorBody", "ErrorOut", "StrictIn"]
+__all__ = ["ErrorBody", "ErrorOut", "StrictIn", "StrictSchema"]

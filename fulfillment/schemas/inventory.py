@@ -8,22 +8,14 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import AfterValidator, Field, StrictInt, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from fulfillment import rules
 from fulfillment.models import StockLevel, StockMovement
-from fulfillment.rules import MAX_UNITS, AdjustKind
-from fulfillment.schemas.common import StrictIn
+from fulfillment.rules import ADDING_KINDS, MAX_UNITS, AdjustKind
+from fulfillment.schemas.common import INT32_MAX, JsonInt, RequiredText, StrictSchema, Text, Version
 
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: refuse it here as a 422 instead of a DataError (500).
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
+__all__ = ["Text"]  # also the type of the inventory list's ``search``
 
 
 class InventoryOut(Schema):
@@ -75,14 +67,75 @@ class MovementOut(Schema):
         return obj.order.order_id if obj.order_id is not None and obj.order else None
 
 
-class AdjustIn(StrictIn):
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null: leave the field out")
+    return value
+
+
+def _adjust_json_schema(schema: dict[str, Any]) -> None:
+    """The exactly-one-of rule, and the kinds each alternative allows, in JSON Schema."""
+    props = schema["properties"]
+    props["quantity_change"] = {
+        "type": "integer",
+        "minimum": -MAX_UNITS,
+        "maximum": MAX_UNITS,
+        "not": {"const": 0},
+        "description": "signed change of on_hand (kinds adjust, receive, return)",
+    }
+    props["set_to"] = {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": MAX_UNITS,
+        "description": "the counted on_hand (kind count)",
+    }
+    props["kind"] = {"type": "string", "enum": list(AdjustKind.values)}
+    props["expected_version"] = {"type": "integer", "minimum": 1, "maximum": INT32_MAX}
+    schema["oneOf"] = [
+        {
+            "title": "count",
+            "required": ["set_to"],
+            "not": {"required": ["quantity_change"]},
+            "properties": {"kind": {"const": "count"}},
+        },
+        {
+            "title": "adjust",
+            "required": ["quantity_change"],
+            "not": {"required": ["set_to"]},
+            "properties": {"kind": {"const": "adjust"}},
+        },
+        {
+            "title": "receive or return",
+            "required": ["quantity_change", "kind"],
+            "not": {"required": ["set_to"]},
+            "properties": {
+                "kind": {"enum": [k.value for k in ADDING_KINDS]},
+                "quantity_change": {"minimum": 1},
+            },
+        },
+    ]
+    schema["examples"] = [
+        {"quantity_change": -2, "reason": "damaged in aisle 4"},
+        {"quantity_change": 50, "kind": "receive", "reason": "PO-1234"},
+        {"set_to": 120, "reason": "cycle count"},
+    ]
+
+
+NotNull = BeforeValidator(_refuse_null)
+
+
+class AdjustIn(StrictSchema):
     """Exactly one of ``quantity_change`` (signed) and ``set_to`` (absolute count)."""
 
-    quantity_change: StrictInt | None = Field(default=None, ge=-MAX_UNITS, le=MAX_UNITS)
-    set_to: StrictInt | None = Field(default=None, ge=0, le=MAX_UNITS)
-    kind: AdjustKind | None = None
-    reason: Text = Field(min_length=1, max_length=255)
-    expected_version: StrictInt | None = Field(default=None, ge=1)
+    model_config = ConfigDict(json_schema_extra=_adjust_json_schema)
+
+    quantity_change: Annotated[JsonInt | None, NotNull] = Field(
+        default=None, ge=-MAX_UNITS, le=MAX_UNITS
+    )
+    set_to: Annotated[JsonInt | None, NotNull] = Field(default=None, ge=0, le=MAX_UNITS)
+    kind: Annotated[AdjustKind | None, NotNull] = None
+    reason: RequiredText = Field(max_length=255)
+    expected_version: Annotated[Version | None, NotNull] = None
 
     @model_validator(mode="after")
     def _one_change(self) -> AdjustIn:

@@ -13,28 +13,42 @@ from pydantic import Field, field_validator
 
 from fulfillment import rules
 from fulfillment.lifecycle import OrderPriority, OrderStatus
-from fulfillment.schemas.common import ErrorBody, StrictIn
+from fulfillment.schemas.common import (
+    Bool,
+    DbId,
+    ErrorBody,
+    JsonInt,
+    RequiredText,
+    StrictSchema,
+    Text,
+    Version,
+)
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EMAIL_PATTERN = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
 # The lifecycle's choices (OpenAPI lists their values).
 Priority = OrderPriority
 StatusName = OrderStatus
 
 
-class OrderItemIn(StrictIn):
-    product_id: int = Field(ge=1, le=rules.MAX_PRODUCT_ID)
-    quantity: int = Field(ge=1, le=rules.MAX_LINE_QUANTITY)
+class OrderItemIn(StrictSchema):
+    product_id: DbId
+    quantity: JsonInt = Field(ge=1, le=rules.MAX_LINE_QUANTITY)
 
 
-class OrderIn(StrictIn):
-    customer_name: str = Field(min_length=1, max_length=200)
+class OrderIn(StrictSchema):
+    customer_name: RequiredText = Field(max_length=200)
     customer_email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
     priority: Priority = OrderPriority.NORMAL
-    items: list[OrderItemIn] = Field(min_length=1)
-    shipping_address: str = Field(default="", max_length=255)
-    shipping_city: str = Field(default="", max_length=100)
-    shipping_postal_code: str = Field(default="", max_length=20)
-    shipping_country: str = Field(default="", max_length=2)
+    items: list[OrderItemIn] = Field(
+        min_length=1,
+        max_length=settings.MAX_ORDER_LINES,
+        description="each product at most once per order (a repeated `product_id` is 422)",
+        json_schema_extra={"uniqueItems": True},
+    )
+    shipping_address: Text = Field(default="", max_length=255)
+    shipping_city: Text = Field(default="", max_length=100)
+    shipping_postal_code: Text = Field(default="", max_length=20)
+    shipping_country: Text = Field(default="", max_length=2)
 
     @field_validator("items")
     @classmethod
@@ -45,9 +59,9 @@ class OrderIn(StrictIn):
         return items
 
 
-class BulkOrderIn(StrictIn):
-    orders: list[OrderIn] = Field(min_length=1)
-    atomic: bool = True
+class BulkOrderIn(StrictSchema):
+    orders: list[OrderIn] = Field(min_length=1, max_length=settings.BULK_MAX_ORDERS)
+    atomic: Bool = True
 
     @field_validator("orders")
     @classmethod
@@ -57,9 +71,9 @@ class BulkOrderIn(StrictIn):
         return orders
 
 
-class CancelIn(StrictIn):
-    expected_version: int | None = Field(default=None, ge=1)
-    reason: str = Field(default="", max_length=200)
+class CancelIn(StrictSchema):
+    expected_version: Version | None = None
+    reason: Text = Field(default="", max_length=200)
 
 
 class OrderLineOut(Schema):

@@ -9,7 +9,16 @@ from ninja import Schema
 from pydantic import Field
 
 from fulfillment.rules import MAX_UNITS
-from fulfillment.schemas.common import StrictIn
+from fulfillment.schemas.common import (
+    Bool,
+    JsonInt,
+    Price,
+    RequiredText,
+    Sku,
+    StrictSchema,
+    Text,
+    Version,
+)
 
 # ----- products --------------------------------------------------------------------------------
 
@@ -36,14 +45,14 @@ class ProductOut(Schema):
     stock: StockOut | None = None
 
 
-class ProductIn(StrictIn):
-    sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=5000)
-    price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
-    is_active: bool = True
-    initial_stock: int = Field(default=0, ge=0, le=MAX_UNITS)
-    low_stock_threshold: int | None = Field(
+class ProductIn(StrictSchema):
+    sku: Sku
+    name: RequiredText = Field(max_length=200)
+    description: Text = Field(default="", max_length=5000)
+    price: Price
+    is_active: Bool = True
+    initial_stock: JsonInt = Field(default=0, ge=0, le=MAX_UNITS)
+    low_stock_threshold: JsonInt | None = Field(
         default=None,
         ge=0,
         le=MAX_UNITS,
@@ -51,10 +60,12 @@ class ProductIn(StrictIn):
     )
 
 
-class ProductUpdateIn(StrictIn):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
-    price: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
-    is_active: bool | None = None
-    low_stock_threshold: int | None = Field(default=None, ge=0, le=MAX_UNITS)
-    expected_version: int | None = Field(default=None, ge=1)
+class ProductUpdateIn(StrictSchema):
+    """Fields left out or ``null`` stay as they are."""
+
+    name: RequiredText | None = Field(default=None, max_length=200)
+    description: Text | None = Field(default=None, max_length=5000)
+    price: Price | None = None
+    is_active: Bool | None = None
+    low_stock_threshold: JsonInt | None = Field(default=None, ge=0, le=MAX_UNITS)
+    expected_version: Version | None = None

@@ -265,7 +265,7 @@ def stock_count(
 
     The row is locked first (``SELECT ... FOR UPDATE``) so the difference is computed against the
     value it replaces; the lock is held until commit. A count below ``reserved`` is refused
-    (InvalidStockChange), a count equal to on_hand has nothing to record (ValidationFailed).
+    (InvalidStockChange), a count equal to on_hand has nothing to record (InvalidStockChange).
     """
     validate_adjustment(Kind.COUNT, None, counted)
     level = StockLevel.objects.select_for_update().filter(product_id=product_id).first()
@@ -274,7 +274,7 @@ def stock_count(
     if expected_version is not None and level.version != expected_version:
         raise VersionConflict("stock level", product_id, expected_version, level.version)
     if counted == level.on_hand:
-        raise ValidationFailed(
+        raise InvalidStockChange(
             f"the count equals the current on_hand ({counted}); there is no difference to record",
             field="set_to",
         )

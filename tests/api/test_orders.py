@@ -98,7 +98,7 @@ def test_insufficient_stock_lists_every_short_line(api):
 @pytest.mark.parametrize(
     "mutate, status",
     [
-        (lambda b, p: b["items"].append({"product_id": 999999, "quantity": 1}), 422),
+        (lambda b, p: b["items"].append({"product_id": 999999, "quantity": 1}), 409),
         (lambda b, p: b["items"].append({"product_id": p.pk, "quantity": 1}), 422),  # duplicate
         (lambda b, p: b["items"][0].update(quantity=0), 422),
         (lambda b, p: b["items"][0].update(quantity=-3), 422),
@@ -131,7 +131,7 @@ def test_order_create_rejects_inactive_product_and_writes_nothing(api):
 
     response = api.post("orders/", body((active.pk, 1), (inactive.pk, 1)))
 
-    error = assert_error(response, 422, "product_unavailable")
+    error = assert_error(response, 409, "product_unavailable")
     assert error["details"]["product_ids"] == [inactive.pk]
     assert_nothing_written(active, inactive)
 

@@ -65,7 +65,7 @@ def test_bulk_atomic_rolls_back_everything_and_lists_failing_orders_by_index(api
     assert reserved(a) == 0 and reserved(b) == 0
 
 
-def test_bulk_atomic_with_unknown_product_is_422_and_writes_nothing(api):
+def test_bulk_atomic_with_unknown_product_is_409_and_writes_nothing(api):
     a = make_product(stock=5)
     inactive = make_product(stock=5, active=False)
 
@@ -73,7 +73,7 @@ def test_bulk_atomic_with_unknown_product_is_422_and_writes_nothing(api):
         "orders/bulk_create/", {"orders": [order((a.pk, 1)), order((inactive.pk, 1))]}
     )
 
-    error = assert_error(response, 422, "product_unavailable")
+    error = assert_error(response, 409, "product_unavailable")
     assert error["details"]["orders"] == [{"index": 1, "product_ids": [inactive.pk]}]
     assert not Order.objects.exists() and reserved(a) == 0
 

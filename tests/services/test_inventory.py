@@ -127,7 +127,7 @@ def test_reserve_short_on_one_line_writes_nothing_and_names_the_line():
         ),
         (
             lambda pid: stock_count(product_id=pid, counted=10, actor="a", reason="r"),
-            ValidationFailed,
+            InvalidStockChange,
         ),
         (lambda pid: stock_receive(product_id=pid, quantity=0, actor="a"), ValidationFailed),
         (
