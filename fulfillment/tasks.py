@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from procrastinate.contrib.django import app
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from fulfillment import queue
+from fulfillment import metrics, queue
 from fulfillment.logs import job_log
 from fulfillment.services import reports, stages, stale
 
@@ -59,6 +60,10 @@ def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) ->
     next attempt.
     """
     job = context.job
+    if job.task_name == queue.ADVANCE_ORDER_TASK:
+        metrics.stage_lag_since(job.scheduled_at)
+    started = time.perf_counter()
+    outcome = "failed"
     try:
         with (
             pghistory.context(task=job.task_name, job_id=job.id),
@@ -72,10 +77,13 @@ def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) ->
         ):
             result = call_next()
             line["outcome"] = result if isinstance(result, str) and result else "succeeded"
+            outcome = "succeeded"
             return result
     except BaseException:
         connection.close()
         raise
+    finally:
+        metrics.job_finished(job.task_name, outcome, time.perf_counter() - started)
 
 
 def _actor(context: procrastinate.JobContext) -> str:
