@@ -53,7 +53,8 @@ def retries_exhausted(job: Job) -> bool:
 
 
 def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) -> Any:
-    """Sync task middleware: the audit context and the log line of the job, and connection hygiene.
+    """Sync task middleware: the audit context and the log line of the job, its metrics (a
+    stage job's lag behind its scheduled time, every job's duration), and connection hygiene.
 
     A worker thread keeps its Django connection between jobs (no health-check query per job); a
     job that raised closes it, so a connection broken by a database restart is replaced on the
