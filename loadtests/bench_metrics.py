@@ -26,6 +26,7 @@ LOG = ROOT / "loadtests" / "reports" / "bench-gunicorn-metrics.log"
 
 
 def _intake_with(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
+    LOG.parent.mkdir(parents=True, exist_ok=True)
     proc, base = start_web({**bench.env, **env}, bench.web_concurrency, LOG)
     saved, bench.base_url = bench.base_url, base
     try:
@@ -37,7 +38,6 @@ def _intake_with(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
 
 def http_single_metrics(bench: Bench) -> dict[str, Any]:
     """Intake with metrics on (multiprocess) and off, measured back to back."""
-    LOG.parent.mkdir(parents=True, exist_ok=True)
     multiproc = Path(tempfile.mkdtemp(prefix="bench-metrics-"))
     try:
         on = _intake_with(
@@ -107,6 +107,7 @@ def metrics_scrape(bench: Bench) -> dict[str, Any]:
         started = time.monotonic()
         _seed_volume(bench, volume)
         seed_s = round(time.monotonic() - started, 1)
+    LOG.parent.mkdir(parents=True, exist_ok=True)
     proc, base = start_web({**bench.env, "METRICS_TOKEN": SCRAPE_TOKEN}, 2, LOG)
     try:
         request = urllib.request.Request(
