@@ -197,21 +197,24 @@ def queue_depth() -> dict[str, Any]:
     }
 
 
-_WAITING_BY_QUEUE_SQL = """
-SELECT q.name,
+# One SELECT per queue (joined by UNION ALL), each with the queue name as its own parameter:
+# the planner then sees the value and picks, per queue, the index on ``queue_name`` (a rare
+# queue) or the partial index of waiting jobs (a queue with a million of them). One plan for
+# all queues (a join on a list of names) scans a million index entries for an empty queue.
+_WAITING_ONE_QUEUE_SQL = """
+SELECT %s::text,
     (SELECT count(*) FROM (
         SELECT 1 FROM procrastinate_jobs j
-        WHERE j.status = 'todo' AND j.queue_name = q.name
+        WHERE j.status = 'todo' AND j.queue_name = %s
           AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
-        LIMIT %(cap)s) capped),
+        ORDER BY j.priority DESC, j.id LIMIT %s) capped),
     (SELECT EXTRACT(EPOCH FROM now() - COALESCE(head.scheduled_at,
         (SELECT min(e.at) FROM procrastinate_events e
          WHERE e.job_id = head.id AND e.type = 'deferred')))::float
      FROM (SELECT j.id, j.scheduled_at FROM procrastinate_jobs j
-           WHERE j.status = 'todo' AND j.queue_name = q.name
+           WHERE j.status = 'todo' AND j.queue_name = %s
              AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
            ORDER BY j.priority DESC, j.id LIMIT 1) head)
-FROM unnest(%(queues)s::text[]) AS q(name)
 """
 _WAITING_ESTIMATE_SQL = """
 EXPLAIN (FORMAT JSON) SELECT 1 FROM procrastinate_jobs
@@ -233,10 +236,12 @@ def waiting_by_queue(queues: Sequence[str], *, cap: int) -> list[QueueWaiting]:
     """Per queue: the due ``todo`` jobs, counted exactly up to ``cap`` and estimated by the
     planner beyond (so the cost stays bounded with a million waiting jobs), and how long the
     job at the head of the queue (the next a worker takes: highest priority, then oldest) has
-    been due. Reads at most ``cap`` index entries per queue: the partial index on waiting jobs
-    by (priority, id)."""
+    been due. Reads at most ``cap`` waiting jobs per queue (in the order of the partial index
+    on waiting jobs by priority and id, or through the index on ``queue_name`` for a small
+    queue)."""
     with connection.cursor() as cur:
-        cur.execute(_WAITING_BY_QUEUE_SQL, {"queues": list(queues), "cap": cap})
+        sql = " UNION ALL ".join(f"({_WAITING_ONE_QUEUE_SQL})" for _ in queues)
+        cur.execute(sql, [p for name in queues for p in (name, name, cap, name)])
         rows = cur.fetchall()
         out = []
         for name, count, head_wait in rows:

@@ -27,7 +27,7 @@ from fulfillment.selectors import gauges
 from fulfillment.selectors.api_keys import api_key_for
 
 # Exact counts up to this many rows per status / queue, the planner's estimate beyond.
-EXACT_COUNT_CAP = 10_000
+EXACT_COUNT_CAP = 1_000
 logger = logging.getLogger("fulfillment.metrics")
 QUEUES = (queue.PIPELINE_QUEUE, queue.MAINTENANCE_QUEUE, queue.PROBE_QUEUE)
 
@@ -36,7 +36,7 @@ def _families() -> Iterator[GaugeMetricFamily]:
     statuses = gauges.orders_in_status(cap=EXACT_COUNT_CAP)
     in_status = GaugeMetricFamily(
         "fulfillment_orders_in_status",
-        f"Orders per status (exact up to {EXACT_COUNT_CAP}, the planner's estimate beyond).",
+        f"Orders per status (exact up to {EXACT_COUNT_CAP}, estimated from table statistics beyond).",
         labels=["status"],
     )
     for status, count in statuses.items():
