@@ -32,7 +32,7 @@ from ninja.errors import (
 )
 from ninja.openapi.schema import OpenAPISchema
 
-from fulfillment import errors
+from fulfillment import errors, metrics
 from fulfillment.auth import API_AUTH, VIEWER, required_role
 from fulfillment.hardening import StrictJSONError, StrictJSONParser
 from fulfillment.schemas import ErrorOut
@@ -296,6 +296,7 @@ def error_response(
     details: dict[str, Any] | None = None,
 ) -> HttpResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
+    metrics.intake_rejected(request, code)
     return HttpResponse(
         json.dumps(body, default=str), status=status, content_type="application/json"
     )

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fulfillment.metrics.HttpMetricsMiddleware",  # first: times the whole request
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -367,3 +368,13 @@ CORS_ALLOW_HEADERS = [
     "x-db-position",
 ]
 CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id", "etag", "x-db-position"]
+
+
+# --- metrics (fulfillment/metrics.py, GET /metrics) -----------------------------------------
+# Off: no series are recorded, no HTTP middleware runs and /metrics answers 404. The processes'
+# shared series directory is PROMETHEUS_MULTIPROC_DIR, read by prometheus-client itself.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# Prometheus sends "Authorization: Bearer <token>"; empty: only admin API keys may scrape.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The Procrastinate worker serves its own /metrics on this port (0: it does not).
+METRICS_WORKER_PORT = env.int("METRICS_WORKER_PORT", default=0)

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from config.api import api, error_response
 from fulfillment.api import health
+from fulfillment.api.metrics import metrics_view
 
 
 @csrf_exempt  # a write to an unknown path is a JSON 404, not Django's HTML CSRF 403
@@ -32,6 +33,7 @@ urlpatterns = [
     path("health/", health.health_report, name="health"),
     path("health/live/", health.live, name="health-live"),
     path("health/ready/", health.ready, name="health-ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("", RedirectView.as_view(url="/api/v1/docs", permanent=False)),
 ]
 

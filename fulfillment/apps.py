@@ -1,4 +1,7 @@
+import sys
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class FulfillmentConfig(AppConfig):
@@ -12,3 +15,9 @@ class FulfillmentConfig(AppConfig):
         from django.db import router
 
         _ = router.routers
+
+        # The Procrastinate worker's own /metrics, for a worker on another host than the web.
+        if settings.METRICS_WORKER_PORT and sys.argv[1:3] == ["procrastinate", "worker"]:
+            from fulfillment import metrics
+
+            metrics.serve_worker_metrics(settings.METRICS_WORKER_PORT)

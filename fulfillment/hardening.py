@@ -82,6 +82,10 @@ def _error(status: int, code: str, message: str) -> HttpResponse:
     return HttpResponse(json.dumps(body), status=status, content_type="application/json")
 
 
+# The error shape for views outside the NinjaAPI (``/metrics``).
+error_json = _error
+
+
 class BodySizeLimitMiddleware:
     """413 before any body is read when ``Content-Length`` exceeds ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
 

@@ -22,11 +22,14 @@ when an upgrade changes them):
   ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
   :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
   ``deferred`` event of jobs without ``scheduled_at``), :func:`queue_depth_by_queue` and
-  :func:`recent_stage_lags` (the operations page: also the ``started`` events).
+  :func:`recent_stage_lags` (the operations page: also the ``started`` events), and
+  :func:`waiting_by_queue` (bounded counts per queue for the metrics, on the partial index
+  ``procrastinate_jobs_priority_idx_v1``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,6 +198,69 @@ def queue_depth() -> dict[str, Any]:
         "running": running,
         "failed_last_hour": failed,
     }
+
+
+# One SELECT per queue (joined by UNION ALL), each with the queue name as its own parameter:
+# the planner then sees the value and picks, per queue, the index on ``queue_name`` (a rare
+# queue) or the partial index of waiting jobs (a queue with a million of them). One plan for
+# all queues (a join on a list of names) scans a million index entries for an empty queue.
+_WAITING_ONE_QUEUE_SQL = """
+SELECT %s::text,
+    (SELECT count(*) FROM (
+        SELECT 1 FROM procrastinate_jobs j
+        WHERE j.status = 'todo' AND j.queue_name = %s
+          AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+        ORDER BY j.priority DESC, j.id LIMIT %s) capped),
+    (SELECT EXTRACT(EPOCH FROM now() - COALESCE(head.scheduled_at,
+        (SELECT min(e.at) FROM procrastinate_events e
+         WHERE e.job_id = head.id AND e.type = 'deferred')))::float
+     FROM (SELECT j.id, j.scheduled_at FROM procrastinate_jobs j
+           WHERE j.status = 'todo' AND j.queue_name = %s
+             AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+           ORDER BY j.priority DESC, j.id LIMIT 1) head)
+"""
+_WAITING_ESTIMATE_SQL = """
+EXPLAIN (FORMAT JSON) SELECT 1 FROM procrastinate_jobs
+WHERE status = 'todo' AND queue_name = %s AND (scheduled_at IS NULL OR scheduled_at <= now())
+"""
+
+
+@dataclass(frozen=True)
+class QueueWaiting:
+    """Jobs of one queue that are due and waiting, and the wait of the one at its head."""
+
+    queue: str
+    waiting: int
+    exact: bool  # False: more than the cap, ``waiting`` is the planner's estimate
+    head_wait_s: float  # 0 when nothing waits
+
+
+def waiting_by_queue(queues: Sequence[str], *, cap: int) -> list[QueueWaiting]:
+    """Per queue: the due ``todo`` jobs, counted exactly up to ``cap`` and estimated by the
+    planner beyond (so the cost stays bounded with a million waiting jobs), and how long the
+    job at the head of the queue (the next a worker takes: highest priority, then oldest) has
+    been due. Reads at most ``cap`` waiting jobs per queue (in the order of the partial index
+    on waiting jobs by priority and id, or through the index on ``queue_name`` for a small
+    queue)."""
+    with connection.cursor() as cur:
+        sql = " UNION ALL ".join(f"({_WAITING_ONE_QUEUE_SQL})" for _ in queues)
+        cur.execute(sql, [p for name in queues for p in (name, name, cap, name)])
+        rows = cur.fetchall()
+        out = []
+        for name, count, head_wait in rows:
+            exact = count < cap
+            if not exact:
+                count = _planner_rows(cur, _WAITING_ESTIMATE_SQL, [name], at_least=cap)
+            out.append(QueueWaiting(name, int(count), exact, max(head_wait or 0.0, 0.0)))
+    return out
+
+
+def _planner_rows(cur: Any, sql: str, params: Sequence[Any], *, at_least: int) -> int:
+    cur.execute(sql, params)
+    plan = cur.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return max(int(plan[0]["Plan"]["Plan Rows"]), at_least)
 
 
 def finished_job_count() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from procrastinate.contrib.django import app
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from fulfillment import queue
+from fulfillment import metrics, queue
 from fulfillment.logs import job_log
 from fulfillment.services import analytics, reports, stages, stale
 
@@ -52,13 +53,18 @@ def retries_exhausted(job: Job) -> bool:
 
 
 def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) -> Any:
-    """Sync task middleware: the audit context and the log line of the job, and connection hygiene.
+    """Sync task middleware: the audit context and the log line of the job, its metrics (a
+    stage job's lag behind its scheduled time, every job's duration), and connection hygiene.
 
     A worker thread keeps its Django connection between jobs (no health-check query per job); a
     job that raised closes it, so a connection broken by a database restart is replaced on the
     next attempt.
     """
     job = context.job
+    if job.task_name == queue.ADVANCE_ORDER_TASK:
+        metrics.stage_lag_since(job.scheduled_at)
+    started = time.perf_counter()
+    outcome = "failed"
     try:
         with (
             pghistory.context(task=job.task_name, job_id=job.id),
@@ -72,10 +78,13 @@ def job_scope(call_next: Any, context: procrastinate.JobContext, worker: Any) ->
         ):
             result = call_next()
             line["outcome"] = result if isinstance(result, str) and result else "succeeded"
+            outcome = "succeeded"
             return result
     except BaseException:
         connection.close()
         raise
+    finally:
+        metrics.job_finished(job.task_name, outcome, time.perf_counter() - started)
 
 
 def _actor(context: procrastinate.JobContext) -> str:

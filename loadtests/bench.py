@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests import bench_analytics, bench_intake, bench_pgbouncer, bench_pipeline
+from loadtests import bench_analytics, bench_intake, bench_metrics, bench_pgbouncer, bench_pipeline
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
@@ -59,10 +59,18 @@ SCENARIOS: dict[str, Scenario] = {
     "statements": bench_intake.statements,
     "pipeline_zero_delays": bench_pipeline.bench_zero_delays,
     "pipeline_default_delays": bench_pipeline.bench_default_delays,
+    "http_single_metrics": bench_metrics.http_single_metrics,
+    "metrics_scrape": bench_metrics.metrics_scrape,
     # Not in the default list: fills a million orders (run it alone or last).
     "analytics": bench_analytics.bench_analytics,
 }
-ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays", "analytics"}
+ONCE = {
+    "statements",
+    "pipeline_zero_delays",
+    "pipeline_default_delays",
+    "metrics_scrape",
+    "analytics",
+}
 
 
 def _median(values: list[Any]) -> Any:
@@ -116,7 +124,7 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
 
 DEFAULT_SCENARIOS = (
     "statements,pgbench_single,http_single,http_single_pgbouncer,http_hot_product,http_bulk,"
-    "pipeline_zero_delays,pipeline_default_delays"
+    "pipeline_zero_delays,pipeline_default_delays,http_single_metrics,metrics_scrape"
 )
 # Sizes: a full run stays under ten minutes on 2 cores, --quick under two.
 FULL = {
@@ -131,6 +139,7 @@ FULL = {
     "delay_seconds": 40.0,
     "delay_warmup": 15.0,
     "analytics_orders": 1_000_000,
+    "metrics_volume": 1_000_000,
 }
 QUICK = {
     "duration": 3.0,
@@ -144,6 +153,7 @@ QUICK = {
     "delay_seconds": 16.0,
     "delay_warmup": 8.0,
     "analytics_orders": 100_000,
+    "metrics_volume": 20_000,
 }
 
 
@@ -166,6 +176,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--delay-seconds", type=float, help="seconds per default-delay run")
     size.add_argument("--delay-warmup", type=float, help="seconds before in-flight sampling")
     size.add_argument("--analytics-orders", type=int, help="orders the analytics scenario fills")
+    size.add_argument(
+        "--metrics-volume", type=int, help="orders and waiting jobs inserted before metrics_scrape"
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--hot-clients", type=int, default=32)
     parser.add_argument("--hot-units", type=int, default=1000)
@@ -238,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             delay_seconds=args.delay_seconds,
             delay_warmup=args.delay_warmup,
             analytics_orders=args.analytics_orders,
+            metrics_volume=args.metrics_volume,
         )
         print(f"[bench] preparing the database ({urls['DATABASE_URL']})", flush=True)
         bench.prepare_database(hot_products=args.rounds)

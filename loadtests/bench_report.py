@@ -167,6 +167,30 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
                 _verdict(run["lag_p99_s"] is not None and run["lag_p99_s"] <= 1.0),
             )
         )
+    if paired := results.get("http_single_metrics"):
+        ratio = paired["ratio on/off"]
+        rows.append(
+            (
+                "intake with metrics on (multiprocess) vs off",
+                f"{_fmt(paired['orders/s metrics on'])} orders/s",
+                f"metrics off {_fmt(paired['orders/s metrics off'])} orders/s",
+                _fmt(ratio),
+                "≥ 0.95",
+                _verdict(ratio >= 0.95),
+            )
+        )
+    if scrape := results.get("metrics_scrape"):
+        rows.append(
+            (
+                f"GET /metrics p95 ({_fmt(scrape['orders (estimate)'])} orders, "
+                f"{_fmt(scrape['waiting jobs'])} waiting jobs)",
+                f"{_fmt(scrape['p95 ms'])} ms (p50 {_fmt(scrape['p50 ms'])})",
+                "",
+                "",
+                "≤ 50 ms",
+                _verdict(scrape["p95 ms"] <= 50),
+            )
+        )
     rows += analytics_rows(results.get("analytics"))
     return rows
 

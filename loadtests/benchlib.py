@@ -103,6 +103,7 @@ class Bench:
     delay_seconds: float = 40
     delay_warmup: float = 15
     analytics_orders: int = 1_000_000
+    metrics_volume: int = 0  # orders and waiting jobs inserted before the /metrics scrape
     product_ids: list[int] = field(default_factory=list)
     hot_product_ids: list[int] = field(default_factory=list)  # one fresh product per round
     headers: dict[str, str] = field(default_factory=dict)  # Authorization with the bench's key

@@ -204,6 +204,7 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
     args = ["--quick", "--duration", "1", "--warmup", "0", "--bulk-size", "50"]
     args += ["--hot-units", "60", "--pipeline-orders", "30", "--noop-jobs", "90"]
     args += ["--delay-seconds", "7", "--delay-warmup", "3", "--report", str(report)]
+    args += ["--metrics-volume", "2000"]
 
     # when
     result = subprocess.run(
@@ -212,7 +213,7 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         env={k: v for k, v in os.environ.items() if k != "BENCH_COMMAND"},
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=210,
     )
 
     # then: one report with every scenario, each figure next to its reference and a ratio
@@ -231,6 +232,8 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         "http_bulk",
         "pipeline_zero_delays",
         "pipeline_default_delays",
+        "http_single_metrics",
+        "metrics_scrape",
     }
     summary = {
         cells[0]: cells[1:]
@@ -258,6 +261,8 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         "pipeline, default delays: orders completed per minute",
         "pipeline, default delays: orders in flight",
         "pipeline, default delays: stage start lag",
+        "intake with metrics on (multiprocess) vs off",
+        "GET /metrics p95",
     ]
     assert len(figures) == len(expected), figures
     for figure, prefix in zip(figures, expected, strict=True):

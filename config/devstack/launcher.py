@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +78,12 @@ def _manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
     return result.stdout or ""
 
 
+def _fresh_dir(path: Path) -> str:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
+
+
 def _acquire_single_instance_lock(base: Path) -> TextIO:
     base.mkdir(parents=True, exist_ok=True)
     fh = open(base / "run.lock", "a+")  # noqa: SIM115 - held for the life of the process
@@ -111,6 +118,9 @@ def run(argv: list[str]) -> int:
         "PORT": port,
         "BIND": f"{host}:{port}",
         "PYTHONUNBUFFERED": "1",
+        # gunicorn's processes and the worker share their metric series here; /metrics serves
+        # the sum. Emptied at every start: the series of the last run's processes are gone.
+        "PROMETHEUS_MULTIPROC_DIR": _fresh_dir(stack_dir / "metrics"),
     }
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
@@ -156,6 +166,7 @@ def run(argv: list[str]) -> int:
                     f"  API docs    {base}/api/v1/docs",
                     f"  Admin       {base}/admin/",
                     f"  Health      {base}/health/",
+                    f"  Metrics     {base}/metrics  (an admin API key, or METRICS_TOKEN)",
                     f"  API         {base}/api/v1/",
                     "  Locust      http://127.0.0.1:8089  (start it with `make locust` in another terminal)",
                     f"  PostgreSQL  {urls['DATABASE_URL']}",

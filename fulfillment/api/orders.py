@@ -11,6 +11,7 @@ from ninja.responses import NinjaJSONEncoder
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
+from fulfillment import metrics
 from fulfillment.api.common import actor_of, caller_of, expected_version
 from fulfillment.hardening import StrictJSONError, strict_loads
 from fulfillment.schemas import ErrorOut
@@ -164,6 +165,7 @@ def create_order(request: HttpRequest, payload: OrderIn) -> HttpResponse:
             actor=actor_of(request),
             idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
         )
+        metrics.order_accepted("single")
         return 201, receipt_json(receipt)
 
     return _maybe_idempotent(request, "orders.create", payload, run)
@@ -177,6 +179,10 @@ def bulk_create_orders(request: HttpRequest, payload: BulkOrderIn) -> HttpRespon
             atomic=payload.atomic,
             actor=actor_of(request),
         )
+        metrics.order_accepted("bulk", result.created)
+        for item in result.results:
+            if item.error is not None:
+                metrics.order_rejected(metrics.rejection_reason(item.error.code))
         return (201 if result.rejected == 0 else 200), bulk_out(result)
 
     return _maybe_idempotent(request, "orders.bulk_create", payload, run)

@@ -17,10 +17,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg.errors
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from fulfillment import lifecycle, queue
+from fulfillment import lifecycle, metrics, queue
 from fulfillment.errors import (
     FulfillmentError,
     InvalidStockChange,
@@ -238,6 +238,8 @@ def transition_row(
         ) from None
     if row is None:
         return None
+    # Counted once the move is committed (at once in autocommit).
+    transaction.on_commit(lambda: metrics.stage_transition(target))
     return Moved(int(row[0]), row[1])
 
 
