@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from fulfillment.errors import InsufficientStock, ProductUnavailable, Shortage
 from fulfillment.lifecycle import OrderStatus, sql_literal
 from fulfillment.rules import validate_bulk_size, validate_order_items
-from fulfillment.services.inventory import stock_change_ctes
 from fulfillment.services.events import order_created_events_insert
+from fulfillment.services.inventory import stock_change_ctes
 from fulfillment.services.receipts import (
     BulkItemResult,
     BulkResult,

@@ -18,8 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 
 from fulfillment import queue
-from fulfillment.events import EventType
 from fulfillment.errors import InsufficientStock, ProductUnavailable, Shortage
+from fulfillment.events import EventType
 from fulfillment.lifecycle import OrderStatus, sql_literal
 from fulfillment.models import StockLevel
 from fulfillment.rules import validate_order_items
