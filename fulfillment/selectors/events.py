@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,10 @@ def event_feed(*, after: int, type_: str | None, limit: int) -> FeedPage:
     with connections[DEFAULT_DB_ALIAS].cursor() as cur:
         cur.execute(FEED_SQL, {"after": after, "type": type_, "limit": limit})
         rows = cur.fetchall()
-    items = [{"id": r[0], "type": r[1], "occurred_at": r[2], "data": r[3]} for r in rows]
+    # Django's connection hands jsonb over as text.
+    items = [
+        {"id": r[0], "type": r[1], "occurred_at": r[2], "data": json.loads(r[3])} for r in rows
+    ]
     return FeedPage(items, items[-1]["id"] if items else None)
 
 
