@@ -25,7 +25,7 @@ ERRORS = {404: ErrorOut, 422: ErrorOut}
 
 
 def _with_secret(endpoint: WebhookEndpoint, secret: str) -> dict[str, Any]:
-    return {**WebhookOut.from_orm(endpoint).dict(), "secret": secret}
+    return {**WebhookOut.model_validate(endpoint).model_dump(), "secret": secret}
 
 
 @router.post("/", response={201: WebhookSecretOut, 422: ErrorOut})

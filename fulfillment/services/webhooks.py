@@ -16,7 +16,6 @@ receiver drop the duplicate).
 
 from __future__ import annotations
 
-import logging
 import random
 import secrets
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -41,7 +41,7 @@ from fulfillment.models import (
 from fulfillment.services import webhook_http
 from fulfillment.services.webhook_http import SendResult
 
-logger = logging.getLogger("fulfillment.webhooks")
+logger = structlog.get_logger("fulfillment.webhooks")
 
 PING_TYPE = "webhook.ping"
 # Deliveries read per round of a delivery job, and how long one job delivers before it yields
@@ -304,7 +304,7 @@ def _disable(endpoint: WebhookEndpoint, reason: str, now: datetime) -> None:
     endpoint.disabled_reason = reason[:255]
     endpoint.disabled_at = now
     endpoint.paused_until = None
-    logger.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
+    logger.warning("webhook endpoint disabled", endpoint_id=endpoint.pk, reason=reason)
 
 
 @transaction.atomic
@@ -370,10 +370,7 @@ def delivery_attempt_record(
     delivery.save()
     endpoint.save()
     lag = (now - occurred_at).total_seconds() if occurred_at and result.ok else None
-    logger.info(
-        "webhook delivery",
-        extra=_log_fields(delivery, result, outcome, lag),
-    )
+    logger.info("webhook delivery", **_log_fields(delivery, result, outcome, lag))
     return outcome
 
 

@@ -42,7 +42,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length", "0"))
             request = Received(
-                {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length), time.time()
+                {k.lower(): v for k, v in self.headers.items()},
+                self.rfile.read(length),
+                time.time(),
             )
             with receiver.lock:
                 receiver.received.append(request)

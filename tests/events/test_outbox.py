@@ -97,9 +97,9 @@ def test_each_stage_writes_its_event_and_a_no_op_stage_writes_none():
         assert outcome.action == "advanced"
     count = Event.objects.count()
     # the same job run again finds nothing to do
-    assert order_advance(order_pk=order.pk, expected_status=OrderStatus.PENDING, actor="t").action == (
-        "skipped"
-    )
+    assert order_advance(
+        order_pk=order.pk, expected_status=OrderStatus.PENDING, actor="t"
+    ).action == ("skipped")
 
     assert Event.objects.count() == count
     types = [e.type for e in _events() if e.data.get("order_id") == str(order.order_id)]
