@@ -94,7 +94,7 @@ def test_each_stage_writes_its_event_and_a_no_op_stage_writes_none():
         (OrderStatus.SHIPPED, "delivered"),
     ]:
         outcome = order_advance(order_pk=order.pk, expected_status=expected, actor="test")
-        assert outcome.action == "advanced"
+        assert (outcome.action, outcome.status) == ("advanced", target)
     count = Event.objects.count()
     # the same job run again finds nothing to do
     assert order_advance(
