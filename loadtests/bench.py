@@ -18,7 +18,9 @@ in:
   single orders over HTTP, the hot product, bulk creation, statements per order;
 - ``loadtests/bench_pipeline.py`` (pipeline): zero delays with one and two worker
   processes next to a no-op Procrastinate job's rate, and the default delays (orders completed
-  per minute, orders in flight, stage-start lag).
+  per minute, orders in flight, stage-start lag);
+- ``loadtests/bench_webhooks.py`` (webhooks): a loopback receiver subscribed to every event
+  type, orders at a steady rate; every event delivered, delivery lag p50/p99.
 
 ``loadtests/bench_report.py`` turns the figures into the report. Imports point down: this
 driver imports the scenario and report modules, they import ``benchlib``, never the driver.
@@ -41,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests import bench_intake, bench_pipeline
+from loadtests import bench_intake, bench_pipeline, bench_webhooks
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
@@ -56,8 +58,9 @@ SCENARIOS: dict[str, Scenario] = {
     "statements": bench_intake.statements,
     "pipeline_zero_delays": bench_pipeline.bench_zero_delays,
     "pipeline_default_delays": bench_pipeline.bench_default_delays,
+    "webhook_delivery": bench_webhooks.bench_webhook_delivery,
 }
-ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays"}
+ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays", "webhook_delivery"}
 
 
 def _median(values: list[Any]) -> Any:
@@ -111,7 +114,7 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
 
 DEFAULT_SCENARIOS = (
     "statements,pgbench_single,http_single,http_hot_product,http_bulk,"
-    "pipeline_zero_delays,pipeline_default_delays"
+    "pipeline_zero_delays,pipeline_default_delays,webhook_delivery"
 )
 # Sizes: a full run stays under ten minutes on 2 cores, --quick under two.
 FULL = {
