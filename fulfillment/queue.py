@@ -22,6 +22,9 @@ when an upgrade changes them):
   ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
   :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
   ``deferred`` event of jobs without ``scheduled_at``).
+- Columns ``lock`` and ``queueing_lock`` of ``procrastinate_jobs``, read by
+  :func:`defer_delivery_jobs` to skip endpoints whose delivery job is already waiting or running
+  (the partial unique indexes on them make it two index probes).
 """
 
 from __future__ import annotations
