@@ -21,7 +21,6 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 from django.conf import settings
@@ -46,7 +45,9 @@ logger = structlog.get_logger("fulfillment.webhooks")
 PING_TYPE = "webhook.ping"
 # Deliveries read per round of a delivery job, and how long one job delivers before it yields
 # its worker slot (the next dispatch defers it again if deliveries are left).
-DELIVERY_BATCH = 50
+DELIVERY_BATCH = 200
+# Successes recorded together (one transaction) at most this many at a time.
+SUCCESS_FLUSH = 50
 DELIVERY_JOB_SECONDS = 30.0
 # Events turned into deliveries per dispatch.
 DISPATCH_BATCH = 5000
@@ -246,7 +247,10 @@ def event_body(event: Event) -> bytes:
 
 def endpoint_deliver(*, endpoint_id: int, max_seconds: float = DELIVERY_JOB_SECONDS) -> int:
     """Send an endpoint's pending deliveries in event order until none is left, one fails or
-    ``max_seconds`` have passed; how many succeeded. No transaction is open during a request."""
+    ``max_seconds`` have passed; how many succeeded. No transaction is open during a request;
+    successes are recorded a batch at a time (:func:`deliveries_succeeded_record`), a failure at
+    once (:func:`delivery_attempt_record`). A success not yet recorded when the worker dies is
+    sent again: at least once."""
     deadline = time.monotonic() + max_seconds
     delivered = 0
     while time.monotonic() < deadline:
@@ -263,6 +267,7 @@ def endpoint_deliver(*, endpoint_id: int, max_seconds: float = DELIVERY_JOB_SECO
         if not batch:
             break
         events = Event.objects.in_bulk([d.event_id for d in batch])
+        succeeded: list[tuple[WebhookDelivery, SendResult, datetime]] = []
         for delivery in batch:
             event = events.get(delivery.event_id)
             if event is None:
@@ -274,6 +279,18 @@ def endpoint_deliver(*, endpoint_id: int, max_seconds: float = DELIVERY_JOB_SECO
                     msg_id=message_id(event.pk),
                     body=event_body(event),
                 )
+            if result.ok and event is not None:
+                succeeded.append((delivery, result, event.occurred_at))
+                if len(succeeded) >= SUCCESS_FLUSH:
+                    delivered += deliveries_succeeded_record(
+                        endpoint_id=endpoint_id, succeeded=succeeded
+                    )
+                    succeeded = []
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            delivered += deliveries_succeeded_record(endpoint_id=endpoint_id, succeeded=succeeded)
+            succeeded = []
             outcome = delivery_attempt_record(
                 endpoint_id=endpoint_id,
                 delivery_id=delivery.pk,
@@ -281,13 +298,53 @@ def endpoint_deliver(*, endpoint_id: int, max_seconds: float = DELIVERY_JOB_SECO
                 occurred_at=event.occurred_at if event else None,
                 final=event is None,
             )
-            if outcome == "succeeded":
-                delivered += 1
-            elif outcome != "gave_up":
+            if outcome != "gave_up":
                 return delivered
             if time.monotonic() >= deadline:
                 break
+        delivered += deliveries_succeeded_record(endpoint_id=endpoint_id, succeeded=succeeded)
     return delivered
+
+
+_SUCCEEDED_SQL = f"""
+UPDATE fulfillment_webhookdelivery
+SET status = '{Status.SUCCEEDED.value}', attempts = attempts + 1, delivered_at = %(now)s,
+    next_attempt_at = NULL
+WHERE id = ANY(%(ids)s::bigint[])
+"""
+
+
+@transaction.atomic
+def deliveries_succeeded_record(
+    *, endpoint_id: int, succeeded: list[tuple[WebhookDelivery, SendResult, datetime]]
+) -> int:
+    """Record a run of 2xx attempts of one endpoint: attempt rows, deliveries ``succeeded``, the
+    endpoint's failure state cleared (under its row lock, as every attempt record)."""
+    if not succeeded:
+        return 0
+    now = timezone.now()
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    WebhookAttempt.objects.bulk_create(
+        WebhookAttempt(
+            delivery=d,
+            number=d.attempts + 1,
+            status_code=r.status_code,
+            latency_ms=r.latency_ms,
+            error="",
+            succeeded=True,
+        )
+        for d, r, _ in succeeded
+    )
+    with connection.cursor() as cur:
+        cur.execute(_SUCCEEDED_SQL, {"now": now, "ids": [d.pk for d, _, _ in succeeded]})
+    if endpoint.failing_since is not None or endpoint.paused_until is not None:
+        endpoint.failing_since = None
+        endpoint.paused_until = None
+        endpoint.save(update_fields=["failing_since", "paused_until", "updated_at"])
+    for d, r, occurred_at in succeeded:
+        d.attempts += 1
+        attempt_recorded(d, r, "succeeded", (now - occurred_at).total_seconds())
+    return len(succeeded)
 
 
 def retry_delay(attempt: int) -> float | None:
@@ -316,8 +373,7 @@ def delivery_attempt_record(
     occurred_at: datetime | None = None,
     final: bool = False,
 ) -> str:
-    """Record one attempt and what follows from it; the one place an attempt's outcome is
-    known (outcome, latency, and the lag from the event's commit to its receipt).
+    """Record one attempt (a failure, or a single success) and what follows from it.
 
     Locks the endpoint row, then the delivery row. 2xx: delivered, the endpoint's failure state
     cleared. 410: the endpoint is disabled. Otherwise the delivery is retried after the next
@@ -370,23 +426,26 @@ def delivery_attempt_record(
     delivery.save()
     endpoint.save()
     lag = (now - occurred_at).total_seconds() if occurred_at and result.ok else None
-    logger.info("webhook delivery", **_log_fields(delivery, result, outcome, lag))
+    attempt_recorded(delivery, result, outcome, lag)
     return outcome
 
 
-def _log_fields(
+def attempt_recorded(
     delivery: WebhookDelivery, result: SendResult, outcome: str, lag: float | None
-) -> dict[str, Any]:
-    return {
-        "endpoint_id": delivery.endpoint_id,
-        "event_id": delivery.event_id,
-        "attempt": delivery.attempts,
-        "status_code": result.status_code,
-        "latency_ms": result.latency_ms,
-        "lag_s": lag,
-        "outcome": outcome,
-        "error": result.error,
-    }
+) -> None:
+    """Called once per recorded attempt, success or failure: the one place that sees each
+    attempt's outcome, latency and (on success) the lag from the event to its receipt. Logs it."""
+    logger.info(
+        "webhook delivery",
+        endpoint_id=delivery.endpoint_id,
+        event_id=delivery.event_id,
+        attempt=delivery.attempts,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        lag_s=lag,
+        outcome=outcome,
+        error=result.error,
+    )
 
 
 @transaction.atomic
