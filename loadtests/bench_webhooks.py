@@ -101,7 +101,6 @@ def webhook_delivery(
         "TRUNCATE fulfillment_webhookattempt, fulfillment_webhookdelivery, "
         "fulfillment_webhookendpoint, fulfillment_event, fulfillment_webhookdispatchstate"
     )
-    products = make_products()
     from fulfillment.services.intake import order_create
     from fulfillment.services.receipts import OrderDraft
     from fulfillment.services.webhooks import webhook_endpoint_create
@@ -113,6 +112,8 @@ def webhook_delivery(
 
         with override_settings(WEBHOOK_ALLOW_PRIVATE_NETWORKS=True):
             webhook_endpoint_create(url=receiver.url, event_types=["*"])
+        # after the endpoint, so their events (initial stock) are delivered as well
+        products = make_products()
         with _workers():
             started = time.perf_counter()
             sent = 0
