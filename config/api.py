@@ -388,7 +388,7 @@ __all__ = ["api", "error_response", "AuthenticationError", "AuthorizationError"]
 
 
 def _register_routers() -> None:
-    from fulfillment.api import analytics, inventory, orders, pipeline, products
+    from fulfillment.api import analytics, events, inventory, orders, pipeline, products, webhooks
 
     api.add_router("/products/", products.router)
     api.add_router("/inventory/", inventory.router)
@@ -397,6 +397,8 @@ def _register_routers() -> None:
     api.add_router("/orders/", orders.router)
     api.add_router("/reports/", pipeline.reports_router)
     api.add_router("/analytics/", analytics.router)
+    api.add_router("/events/", events.router)
+    api.add_router("/webhooks/", webhooks.router)
 
 
 _register_routers()

@@ -309,6 +309,27 @@ OPS_REFRESH_SECONDS = env.int("OPS_REFRESH_SECONDS", default=5)
 # the key is forgotten (the request runs as a new one) and the clean-up deletes the record.
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)
 
+# --- events and webhooks (fulfillment/events.py, services/webhooks.py) ----------------------
+# Events are kept this long; the weekly clean-up deletes older ones (and their deliveries).
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=30)
+# The dispatcher turns new events into webhook deliveries (cron; a sixth field means seconds).
+WEBHOOK_DISPATCH_CRON = env.str("WEBHOOK_DISPATCH_CRON", default="* * * * * *")
+# One delivery attempt waits at most this long for the receiver (connect, send, answer).
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# An endpoint failing (no 2xx) for this long is disabled.
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=72.0)
+# Seconds before each retry of a failed delivery (about a day in all), each with +-20 % jitter;
+# after the last one the delivery is given up (``failed``) and the endpoint moves on.
+WEBHOOK_RETRY_SCHEDULE = [
+    float(x)
+    for x in env.str(
+        "WEBHOOK_RETRY_SCHEDULE", default="5,30,120,600,1800,3600,7200,14400,28800,28800"
+    ).split(",")
+    if x.strip()
+]
+# Deliver to loopback, private and link-local addresses (local receivers; make run sets 1).
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
     "stalled_worker_timeout": STALLED_WORKER_SECONDS,

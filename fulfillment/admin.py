@@ -10,6 +10,7 @@ from django.utils import timezone
 from fulfillment.models import (
     ApiKey,
     DailyReport,
+    Event,
     IdempotencyRecord,
     Order,
     OrderLine,
@@ -17,8 +18,12 @@ from fulfillment.models import (
     ReconciliationRun,
     StockLevel,
     StockMovement,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from fulfillment.selectors.inventory import LOW_STOCK
+from fulfillment.services import webhooks
 from fulfillment.services.api_keys import new_key_material
 from fulfillment.services.inventory import stock_threshold_set
 
@@ -230,6 +235,97 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_filter = ("status_code", "created_at")
     search_fields = ("key", "scope")
     date_hierarchy = "created_at"
+
+
+# ----- events and webhooks ----------------------------------------------------------------------
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    """The outbox: what the feed serves and the webhooks deliver (written by the services)."""
+
+    list_display = ("id", "type", "occurred_at")
+    list_filter = ("type",)
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ReadOnlyAdmin):
+    """Subscribed receivers, their state and why one was disabled. Created through the API
+    (which shows the signing secret once); enabled, disabled and re-keyed here."""
+
+    list_display = (
+        "id",
+        "url",
+        "event_types",
+        "is_active",
+        "disabled_reason",
+        "failing_since",
+        "paused_until",
+    )
+    list_filter = ("is_active",)
+    search_fields = ("url", "description")
+    exclude = ("secret",)
+    actions = ["enable", "disable", "rotate_secret"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f for f in super().get_readonly_fields(request, obj) if f != "secret"]
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Any], active: bool) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            webhooks.webhook_endpoint_update(endpoint_id=pk, is_active=active)
+        self.message_user(request, f"{queryset.count()} endpoint(s) updated.")
+
+    @admin.action(description="Enable the selected endpoints (pending deliveries go out)")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_active(request, queryset, True)
+
+    @admin.action(description="Disable the selected endpoints")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_active(request, queryset, False)
+
+    @admin.action(description="Rotate the signing secret (shown once)")
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for pk in queryset.values_list("pk", flat=True):
+            _, secret = webhooks.webhook_secret_rotate(endpoint_id=pk)
+            messages.warning(request, f"webhook {pk}: new secret {secret}  (shown only now)")
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ("number", "status_code", "latency_ms", "error", "succeeded", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """One event to one endpoint, with every attempt; "retry" sends it again."""
+
+    list_display = (
+        "event_id",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+    )
+    list_filter = ("status", "event_type")
+    list_select_related = ("endpoint",)
+    inlines = [WebhookAttemptInline]
+    actions = ["retry"]
+
+    @admin.action(description="Send the selected deliveries again")
+    def retry(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        rows = list(queryset.values_list("endpoint_id", "event_id"))
+        for endpoint_id, event_id in rows:
+            webhooks.delivery_retry(endpoint_id=endpoint_id, event_id=event_id)
+        self.message_user(request, f"{len(rows)} delivery(ies) will be sent again.")
 
 
 # The admin index links to the operations page (/ops/).

@@ -63,6 +63,8 @@ POLICY: tuple[Rule, ...] = (
     _rule("POST", r"orders/[^/]+/cancel/", OPERATOR),
     _rule("POST PUT PATCH DELETE", r"products/.*", ADMIN),
     _rule("POST", r"inventory/[^/]+/adjust/", ADMIN),
+    # Webhook endpoints are admin-only, reads included (URLs and delivery logs).
+    _rule("GET HEAD OPTIONS POST PUT PATCH DELETE", r"webhooks/.*", ADMIN),
 )
 
 

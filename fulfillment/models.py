@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
+from fulfillment.events import EventType
 from fulfillment.lifecycle import OrderPriority, OrderStatus
 
 
@@ -447,3 +448,116 @@ class RollupState(models.Model):
 STAGE_BUCKET_BOUNDS: tuple[float, ...] = (
     0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400,
 )  # fmt: skip
+# ----- events out: the outbox, webhook endpoints and their deliveries ---------------------------
+
+
+class Event(models.Model):
+    """An event of the outbox, written by the same statement or transaction as the change it
+    reports. ``id`` is set by the database (``fulfillment.events.EVENT_ID_SQL``): monotonic in
+    the writing transaction's id, which is what makes the feed gap-free."""
+
+    id = models.BigIntegerField(primary_key=True, editable=False)
+    type = models.CharField(max_length=32, choices=EventType.choices)
+    occurred_at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["type", "id"], name="event_type_idx"),
+            models.Index(fields=["occurred_at"], name="event_occurred_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"event {self.id} {self.type}"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver subscribed to event types (``["*"]``: all). The signing secret is stored as
+    written (``whsec_<base64>``) because signing needs it; the API shows it only once."""
+
+    url = models.URLField(max_length=2000)
+    event_types = ArrayField(models.CharField(max_length=32), default=list)
+    description = models.CharField(max_length=500, blank=True, default="")
+    secret = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=255, blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # Failing since (the first failure after the last success); drives automatic disabling.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    # No delivery to this endpoint before this time (the backoff of its oldest pending delivery).
+    paused_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint: pending until a 2xx (succeeded) or the retry schedule ran
+    out (failed). ``event_id`` is not a foreign key: events expire on their own schedule."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.BigIntegerField()
+    event_type = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-event_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "event_id"], name="delivery_one_per_event")
+        ]
+        indexes = [
+            models.Index(
+                fields=["endpoint", "event_id"],
+                name="delivery_pending_idx",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["created_at"], name="delivery_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery of event {self.event_id} to webhook {self.endpoint_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP request of a delivery: its answer (or error) and how long it took."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="tries")
+    number = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=255, blank=True, default="")
+    succeeded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["delivery_id", "number"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.delivery_id}"
+
+
+class WebhookDispatchState(models.Model):
+    """One row: the id of the last event the dispatcher turned into deliveries."""
+
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"dispatched up to event {self.last_event_id}"

@@ -25,6 +25,9 @@ when an upgrade changes them):
   :func:`recent_stage_lags` (the operations page: also the ``started`` events), and
   :func:`waiting_by_queue` (bounded counts per queue for the metrics, on the partial index
   ``procrastinate_jobs_priority_idx_v1``).
+- Columns ``lock`` and ``queueing_lock`` of ``procrastinate_jobs``, read by
+  :func:`defer_delivery_jobs` to skip endpoints whose delivery job is already waiting or running
+  (the partial unique indexes on them make it two index probes).
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ CHECKED_VERSION = "3.10.0"
 PIPELINE_QUEUE = "pipeline"
 MAINTENANCE_QUEUE = "maintenance"
 PROBE_QUEUE = "probe"
+# Webhook deliveries and their dispatcher: a queue of its own, so a slow receiver never holds a
+# worker slot the pipeline needs (``make run`` and Compose run a separate worker for it).
+WEBHOOKS_QUEUE = "webhooks"
 
 ADVANCE_ORDER_TASK = "fulfillment.advance_order"
 ADVANCE_ORDER_PRIORITY = 0
@@ -62,6 +68,8 @@ RETENTION_CLEANUP_TASK = "fulfillment.retention_cleanup"
 INVENTORY_RECONCILIATION_TASK = "fulfillment.inventory_reconciliation"
 NOOP_TASK = "fulfillment.noop"
 ANALYTICS_REFRESH_TASK = "fulfillment.analytics_refresh"
+DISPATCH_EVENTS_TASK = "fulfillment.dispatch_events"
+DELIVER_WEBHOOKS_TASK = "fulfillment.deliver_webhooks"
 
 LIVE_STATUSES = ("todo", "doing")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
@@ -335,3 +343,49 @@ def recent_stage_lags(*, limit: int = 500) -> list[float]:
     with connection.cursor() as cur:
         cur.execute(_RECENT_STAGE_LAGS_SQL, {"limit": limit, "task": ADVANCE_ORDER_TASK})
         return [max(0.0, row[0]) for row in cur.fetchall() if row[0] is not None]
+
+
+# ----- webhook delivery jobs --------------------------------------------------------------------
+
+
+def webhook_job_lock(endpoint_id: int) -> str:
+    """The lock and queueing lock of an endpoint's delivery job: one waiting, one running."""
+    return f"webhook-endpoint-{endpoint_id}"
+
+
+_LIVE_DELIVERY_JOBS_SQL = """
+SELECT coalesce(lock, queueing_lock) FROM procrastinate_jobs
+WHERE (status = 'todo' AND queueing_lock = ANY(%(locks)s::text[]))
+   OR (status = 'doing' AND lock = ANY(%(locks)s::text[]))
+"""
+
+
+def defer_delivery_jobs(endpoint_ids: Sequence[int]) -> list[int]:
+    """Defer the delivery job of each endpoint that has no live (waiting or running) one, in the
+    caller's transaction, one statement for all; the endpoints deferred for. An endpoint whose
+    job is running gets none: that job delivers until nothing is left, and the next dispatch
+    defers again for whatever arrived after its last look."""
+    if not endpoint_ids:
+        return []
+    locks = {webhook_job_lock(pk): pk for pk in endpoint_ids}
+    with connection.cursor() as cur:
+        cur.execute(_LIVE_DELIVERY_JOBS_SQL, {"locks": list(locks)})
+        live = {row[0] for row in cur.fetchall()}
+    todo = [pk for lock, pk in locks.items() if lock not in live]
+    if todo:
+        job_manager().batch_defer_jobs(
+            [
+                Job(
+                    id=None,
+                    queue=WEBHOOKS_QUEUE,
+                    priority=0,
+                    lock=webhook_job_lock(pk),
+                    queueing_lock=webhook_job_lock(pk),
+                    task_name=DELIVER_WEBHOOKS_TASK,
+                    task_kwargs={"endpoint_id": pk},
+                    scheduled_at=None,
+                )
+                for pk in todo
+            ]
+        )
+    return todo

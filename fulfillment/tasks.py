@@ -1,7 +1,7 @@
 """Procrastinate tasks and periodic schedules. Tasks are thin: load ids, call one service.
 
 Task names and queues are defined in ``fulfillment.queue``: ``pipeline`` (stage jobs),
-``maintenance`` (schedules) and ``probe``. Every sync task runs inside
+``maintenance`` (schedules), ``webhooks`` (event dispatch and webhook deliveries) and ``probe``. Every sync task runs inside
 :func:`job_scope`: fresh Django connections and a pghistory context carrying the task name and
 the job id, so every audit event a job writes says which job wrote it.
 """
@@ -25,7 +25,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from fulfillment import metrics, queue
 from fulfillment.logs import job_log
-from fulfillment.services import analytics, reports, stages, stale
+from fulfillment.services import analytics, reports, stages, stale, webhooks
 
 logger = logging.getLogger("fulfillment.tasks")
 
@@ -187,6 +187,8 @@ def retention_cleanup(context: procrastinate.JobContext, timestamp: int) -> dict
         "audit_events_deleted": result.audit_events_deleted,
         "jobs_deleted": result.jobs_deleted,
         "idempotency_records_deleted": result.idempotency_records_deleted,
+        "outbox_events_deleted": result.outbox_events_deleted,
+        "webhook_deliveries_deleted": result.webhook_deliveries_deleted,
     }
 
 
@@ -210,6 +212,39 @@ def analytics_refresh(context: procrastinate.JobContext, timestamp: int) -> dict
     return {"hours": result.hours, "days": result.days, "movement_days": result.movement_days}
 
 
+# ----- events out: the dispatcher and the deliveries (services.webhooks) -------------------------
+
+
+# One waiting (queueing lock) and one running (lock) at a time: dispatches never overlap.
+@app.periodic(cron=settings.WEBHOOK_DISPATCH_CRON, periodic_id="dispatch_events")
+@app.task(
+    name=queue.DISPATCH_EVENTS_TASK,
+    queue=queue.WEBHOOKS_QUEUE,
+    lock="dispatch_events",
+    queueing_lock="dispatch_events",
+    pass_context=True,
+    task_middleware=[job_scope],
+)
+def dispatch_events(context: procrastinate.JobContext, timestamp: int = 0) -> dict[str, int]:
+    """New events -> webhook deliveries -> one delivery job per endpoint with work."""
+    result = webhooks.events_dispatch()
+    return {"events": result.events, "deliveries": result.deliveries, "jobs": result.jobs}
+
+
+# One job per endpoint at a time (lock), so an endpoint gets its events in order and a hanging
+# receiver holds one worker slot of the webhooks queue, never a pipeline one. A job killed
+# mid-request leaves its deliveries pending: retried, they are sent again (at least once).
+@app.task(
+    name=queue.DELIVER_WEBHOOKS_TASK,
+    queue=queue.WEBHOOKS_QUEUE,
+    pass_context=True,
+    task_middleware=[job_scope],
+)
+def deliver_webhooks(context: procrastinate.JobContext, endpoint_id: int) -> int:
+    """Send an endpoint's pending deliveries (``services.webhooks.endpoint_deliver``)."""
+    return webhooks.endpoint_deliver(endpoint_id=endpoint_id)
+
+
 @app.task(name=queue.NOOP_TASK, queue=queue.PROBE_QUEUE)
 def noop() -> None:
     """Does nothing: the queue's own throughput, the reference the pipeline benchmark reports
@@ -221,6 +256,8 @@ __all__ = [
     "analytics_refresh",
     "app",
     "daily_report",
+    "deliver_webhooks",
+    "dispatch_events",
     "heal_stale_orders",
     "inventory_reconciliation",
     "noop",

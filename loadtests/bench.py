@@ -20,7 +20,9 @@ in:
   next to the direct ones;
 - ``loadtests/bench_pipeline.py`` (pipeline): zero delays with one and two worker
   processes next to a no-op Procrastinate job's rate, and the default delays (orders completed
-  per minute, orders in flight, stage-start lag).
+  per minute, orders in flight, stage-start lag);
+- ``loadtests/bench_webhooks.py`` (webhooks): a loopback receiver subscribed to every event
+  type, orders at a steady rate; every event delivered, delivery lag p50/p99.
 
 ``loadtests/bench_report.py`` turns the figures into the report. Imports point down: this
 driver imports the scenario and report modules, they import ``benchlib``, never the driver.
@@ -43,7 +45,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests import bench_analytics, bench_intake, bench_metrics, bench_pgbouncer, bench_pipeline
+from loadtests import (
+    bench_analytics,
+    bench_intake,
+    bench_metrics,
+    bench_pgbouncer,
+    bench_pipeline,
+    bench_webhooks,
+)
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
@@ -61,6 +70,7 @@ SCENARIOS: dict[str, Scenario] = {
     "pipeline_default_delays": bench_pipeline.bench_default_delays,
     "http_single_metrics": bench_metrics.http_single_metrics,
     "metrics_scrape": bench_metrics.metrics_scrape,
+    "webhook_delivery": bench_webhooks.bench_webhook_delivery,
     # Not in the default list: fills a million orders (run it alone or last).
     "analytics": bench_analytics.bench_analytics,
 }
@@ -69,6 +79,7 @@ ONCE = {
     "pipeline_zero_delays",
     "pipeline_default_delays",
     "metrics_scrape",
+    "webhook_delivery",
     "analytics",
 }
 
@@ -124,7 +135,8 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
 
 DEFAULT_SCENARIOS = (
     "statements,pgbench_single,http_single,http_single_pgbouncer,http_hot_product,http_bulk,"
-    "pipeline_zero_delays,pipeline_default_delays,http_single_metrics,metrics_scrape"
+    "pipeline_zero_delays,pipeline_default_delays,webhook_delivery,http_single_metrics,"
+    "metrics_scrape"
 )
 # Sizes: a full run stays under ten minutes on 2 cores, --quick under two.
 FULL = {

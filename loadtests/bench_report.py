@@ -167,6 +167,29 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
                 _verdict(run["lag_p99_s"] is not None and run["lag_p99_s"] <= 1.0),
             )
         )
+    if hooks := results.get("webhook_delivery"):
+        at = f"{_fmt(hooks['arrival_per_s'])} orders/s arriving, {_fmt(hooks['events'])} events"
+        rows.append(
+            (
+                f"webhooks: every event delivered ({at})",
+                f"{_fmt(hooks['delivered'])} delivered, {_fmt(hooks['undelivered'])} missing, "
+                f"{_fmt(hooks['delivered_twice'])} twice",
+                "",
+                "",
+                "none missing",
+                _verdict(hooks["undelivered"] == 0),
+            )
+        )
+        rows.append(
+            (
+                f"webhooks: delivery lag, event to receipt ({at})",
+                f"p50 {_fmt(hooks['lag_p50_s'])} s / p99 {_fmt(hooks['lag_p99_s'])} s",
+                "",
+                "",
+                "p99 ≤ 2 s",
+                _verdict(hooks["lag_p99_s"] is not None and hooks["lag_p99_s"] <= 2.0),
+            )
+        )
     if paired := results.get("http_single_metrics"):
         ratio = paired["ratio on/off"]
         rows.append(

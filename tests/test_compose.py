@@ -23,7 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
-from config.devstack.launcher import WEB_COMMAND, WORKER_COMMAND, _venv_bin
+from config.devstack.launcher import (
+    WEB_COMMAND,
+    WEBHOOK_WORKER_COMMAND,
+    WORKER_COMMAND,
+    _venv_bin,
+)
 from config.healthcheck import probe_host
 from tests.conftest import stop_process, subprocess_database_url
 
@@ -58,6 +63,7 @@ def test_web_and_worker_run_the_commands_make_run_uses(compose: dict[str, Any]) 
     services = compose["services"]
     assert services["web"]["command"] == WEB_COMMAND
     assert services["worker"]["command"] == WORKER_COMMAND
+    assert services["webhook-worker"]["command"] == WEBHOOK_WORKER_COMMAND
 
 
 def test_dockerfile_default_command_is_the_web_command() -> None:

@@ -76,6 +76,7 @@ def test_task_decorators_use_the_queue_names_and_the_stage_job_defaults():
         queue.PIPELINE_QUEUE,
         queue.MAINTENANCE_QUEUE,
         queue.PROBE_QUEUE,
+        queue.WEBHOOKS_QUEUE,
     }
 
 

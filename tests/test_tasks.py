@@ -30,6 +30,7 @@ def test_periodic_tasks_are_registered_with_their_schedules():
         ("fulfillment.retention_cleanup", "30 3 * * 0"),
         ("fulfillment.inventory_reconciliation", "0 * * * *"),
         ("fulfillment.analytics_refresh", "* * * * *"),
+        ("fulfillment.dispatch_events", "* * * * * *"),
     }
     for name in ("fulfillment.heal_stale_orders", "fulfillment.retry_stalled_jobs"):
         task = app.tasks[name]

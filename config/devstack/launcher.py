@@ -26,7 +26,7 @@ WEB_COMMAND = [
     "--config",
     "python:config.gunicorn",
 ]
-# The worker runs every queue (stage jobs and the periodic schedules). Sync jobs run in threads
+# The worker runs the stage jobs and the periodic schedules. Sync jobs run in threads
 # (``--concurrency`` at once, each with its own database connection); jobs are picked up within
 # ``--fetch-job-polling-interval`` of their time. No LISTEN/NOTIFY: Procrastinate notifies every
 # listening worker when a job is inserted, not when it becomes due, and stage jobs are inserted
@@ -38,6 +38,20 @@ WORKER_COMMAND = [
     "manage.py",
     "procrastinate",
     "worker",
+    "--queues=pipeline,maintenance,probe",
+    "--concurrency=8",
+    "--fetch-job-polling-interval=0.2",
+    "--no-listen-notify",
+    "--shutdown-graceful-timeout=10",
+]
+# The ``webhooks`` queue (event dispatch, deliveries) has a worker of its own: a receiver that
+# hangs until the timeout holds one of these slots, never one the pipeline needs.
+WEBHOOK_WORKER_COMMAND = [
+    "python",
+    "manage.py",
+    "procrastinate",
+    "worker",
+    "--queues=webhooks",
     "--concurrency=8",
     "--fetch-job-polling-interval=0.2",
     "--no-listen-notify",
@@ -115,6 +129,8 @@ def run(argv: list[str]) -> int:
         **urls,
         "DEBUG": os.environ.get("DEBUG", "1"),
         "ALLOW_ANONYMOUS_READS": os.environ.get("ALLOW_ANONYMOUS_READS", "1"),
+        # Webhook receivers on this machine (127.0.0.1) for local development.
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": os.environ.get("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "1"),
         "PORT": port,
         "BIND": f"{host}:{port}",
         "PYTHONUNBUFFERED": "1",
@@ -154,9 +170,10 @@ def run(argv: list[str]) -> int:
         children.append(
             subprocess.Popen(_venv_bin(WEB_COMMAND), cwd=ROOT, env=env, start_new_session=True)
         )
-        children.append(
-            subprocess.Popen(_venv_bin(WORKER_COMMAND), cwd=ROOT, env=env, start_new_session=True)
-        )
+        for command in (WORKER_COMMAND, WEBHOOK_WORKER_COMMAND):
+            children.append(
+                subprocess.Popen(_venv_bin(command), cwd=ROOT, env=env, start_new_session=True)
+            )
         base = f"http://{host}:{port}"
         print(
             "\n".join(

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from fulfillment.errors import InsufficientStock, ProductUnavailable, Shortage
 from fulfillment.lifecycle import OrderStatus, sql_literal
 from fulfillment.rules import validate_bulk_size, validate_order_items
+from fulfillment.services.events import order_created_events_insert
 from fulfillment.services.inventory import stock_change_ctes
 from fulfillment.services.receipts import (
     BulkItemResult,
@@ -211,4 +212,5 @@ def _bulk_insert(
             # Cannot happen while the rows stay locked; refuse rather than write a wrong ledger.
             raise RuntimeError("bulk reservation did not apply to every line")
     enqueue_first_stage(order_pks=[r.pk for r in receipts.values()])
+    order_created_events_insert(order_pks=[r.pk for r in receipts.values()])
     return receipts

@@ -19,9 +19,11 @@ from django.db.models import F
 
 from fulfillment import queue
 from fulfillment.errors import InsufficientStock, ProductUnavailable, Shortage
+from fulfillment.events import EventType
 from fulfillment.lifecycle import OrderStatus, sql_literal
 from fulfillment.models import StockLevel
 from fulfillment.rules import validate_order_items
+from fulfillment.services.events import order_created_data_sql
 from fulfillment.services.inventory import stock_change_ctes
 from fulfillment.services.receipts import LineReceipt, OrderDraft, OrderReceipt
 from fulfillment.services.simulation import stage_delay
@@ -32,7 +34,8 @@ from fulfillment.services.simulation import stage_delay
 # (only when every product was found and every line reserved), its lines with prices copied and
 # one ledger row per line. When a line is short or a product unavailable, the order is not
 # inserted and ``fulfillment_order_rejected`` raises, which undoes the reservations of the other
-# lines. The statement also defers the first stage job (``queue.defer_job_sql``: the same job as
+# lines. ``ev`` writes the ``order.created`` event (from ``o``: none for a rejected order), and
+# ``stock_change_ctes`` the ``stock.low`` / ``stock.out`` ones. The statement also defers the first stage job (``queue.defer_job_sql``: the same job as
 # ``queue.defer_stage_jobs`` writes; a test compares the two).
 _PENDING = sql_literal(OrderStatus.PENDING)
 CREATE_SQL = (
@@ -57,7 +60,17 @@ WITH items AS (
            (SELECT sum(p.price * p.quantity) FROM p),
            %(addr)s, %(city)s, %(postal)s, %(country)s, '', '', %(ikey)s, 0, now(), now()
     WHERE (SELECT count(*) FROM p) = %(n)s AND (SELECT count(*) FROM upd) = %(n)s
-    RETURNING id, created_at, total_amount
+    RETURNING id, order_id, status, priority, customer_email, created_at, total_amount
+), ev AS (
+    INSERT INTO fulfillment_event (type, occurred_at, data)
+    SELECT '{EventType.ORDER_CREATED.value}', o.created_at, {
+        order_created_data_sql(
+            order="o",
+            items="(SELECT jsonb_agg(jsonb_build_object('product_id', p.product_id, "
+            "'quantity', p.quantity) ORDER BY p.n) FROM p)",
+        )
+    }
+    FROM o
 ), l AS (
     INSERT INTO fulfillment_orderline (order_id, product_id, quantity, unit_price)
     SELECT o.id, p.product_id, p.quantity, p.price FROM o CROSS JOIN p ORDER BY p.n

@@ -31,6 +31,7 @@ from fulfillment.errors import (
 )
 from fulfillment.models import StockLevel, StockMovement
 from fulfillment.rules import validate_adjustment
+from fulfillment.services.events import stock_adjusted_cte, stock_events_cte
 
 Kind = StockMovement.Kind
 
@@ -60,7 +61,8 @@ def stock_change_ctes(*, deltas: str, extra_condition: str = "") -> str:
     everywhere, so several products never deadlock); ``upd`` applies the deltas only where every
     invariant still holds (on_hand >= 0, reserved >= 0, reserved <= on_hand, and
     ``extra_condition`` on ``s`` / ``d``), bumps ``version`` and returns ``product_id, on_hand,
-    reserved, version, oh, rs`` per changed row. A caller compares the rows of ``upd`` with its
+    reserved, version, oh, rs, low_stock_threshold`` per changed row; ``stock_events`` writes
+    ``stock.low`` / ``stock.out`` for the rows that crossed down. A caller compares the rows of ``upd`` with its
     deltas: fewer means a line could not change, and it must undo the statement. Single-order
     intake and the pipeline's stage statement embed these CTEs too, so the rules live here once.
     """
@@ -79,15 +81,16 @@ def stock_change_ctes(*, deltas: str, extra_condition: str = "") -> str:
       AND s.reserved + d.rs >= 0
       AND s.reserved + d.rs <= s.on_hand + d.oh
       {extra_condition}
-    RETURNING s.product_id, s.on_hand, s.reserved, s.version, d.oh, d.rs
-)"""
+    RETURNING s.product_id, s.on_hand, s.reserved, s.version, d.oh, d.rs, s.low_stock_threshold
+), {stock_events_cte(upd="upd")}"""
 
 
 _APPLY_SQL = f"""
 WITH d AS (
     SELECT * FROM unnest(%(pids)s::bigint[], %(oh)s::int[], %(rs)s::int[], %(ev)s::int[])
         AS d(product_id, oh, rs, ev)
-), {stock_change_ctes(deltas="d", extra_condition="AND (d.ev IS NULL OR s.version = d.ev)")}
+), {stock_change_ctes(deltas="d", extra_condition="AND (d.ev IS NULL OR s.version = d.ev)")},
+{stock_adjusted_cte(upd="upd")}
 INSERT INTO fulfillment_stockmovement
     (product_id, kind, on_hand_delta, reserved_delta, on_hand_after, reserved_after,
      order_id, reason, actor, created_at)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from fulfillment import lifecycle, queue
 from fulfillment.lifecycle import OrderStatus
 from fulfillment.models import DailyReport, Order, ReconciliationRun
-from fulfillment.services import idempotency
+from fulfillment.services import idempotency, webhooks
 from fulfillment.services.reconciliation import inventory_reconcile
 
 logger = logging.getLogger("fulfillment.reports")
@@ -92,12 +92,15 @@ class CleanupResult:
     contexts_deleted: int
     jobs_deleted: int
     idempotency_records_deleted: int = 0
+    outbox_events_deleted: int = 0
+    webhook_deliveries_deleted: int = 0
 
 
 def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
     """Delete audit events older than ``AUDIT_RETENTION_DAYS``, finished Procrastinate jobs
     (succeeded, failed, cancelled, aborted) older than ``JOB_RETENTION_HOURS`` and idempotency
-    records older than ``IDEMPOTENCY_RETENTION_HOURS``.
+    records older than ``IDEMPOTENCY_RETENTION_HOURS``, events older than
+    ``EVENT_RETENTION_DAYS`` with the webhook deliveries of the same age.
 
     Live jobs (todo, doing) are never touched (``queue.delete_finished_jobs``).
     """
@@ -110,6 +113,12 @@ def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
                 events += model.objects.filter(pgh_created_at__lt=cutoff).delete()[0]
         contexts = pghistory.models.Context.objects.filter(updated_at__lt=cutoff).delete()[0]
     jobs = queue.delete_finished_jobs(older_than_hours=settings.JOB_RETENTION_HOURS)
+    outbox_events, deliveries = webhooks.events_delete_expired(now=now)
     return CleanupResult(
-        events, contexts, jobs, idempotency.idempotency_records_delete_expired(now=now)
+        events,
+        contexts,
+        jobs,
+        idempotency.idempotency_records_delete_expired(now=now),
+        outbox_events,
+        deliveries,
     )

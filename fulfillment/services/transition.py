@@ -40,7 +40,8 @@ from fulfillment.services.simulation import stage_delay
 # per line with the balances after the change. When a line could not be changed the statement
 # raises (``fulfillment_stock_effect_failed``), which undoes all of it, order row included. The
 # next stage job is deferred on this connection (``queue.defer_job_sql``), so it commits or rolls
-# back with the transition.
+# back with the transition. ``ev`` writes the ``order.<target>`` event from ``moved``: a stage that
+# found nothing to do writes none.
 TRANSITION_BODY = (
     f"""
 WITH moved AS (
@@ -58,7 +59,18 @@ WITH moved AS (
       AND status = ANY(%(sources)s)
       AND (%(expected_status)s::varchar IS NULL OR status = %(expected_status)s)
       AND (%(expected_version)s::int IS NULL OR version = %(expected_version)s)
-    RETURNING id
+    RETURNING id, order_id, version, tracking_number, failure_reason
+), ev AS (
+    INSERT INTO fulfillment_event (type, occurred_at, data)
+    SELECT 'order.' || %(target)s, %(now)s, jsonb_strip_nulls(jsonb_build_object(
+        'order_id', moved.order_id, 'status', %(target)s, 'version', moved.version,
+        'tracking_number', CASE WHEN %(target)s = {sql_literal(OrderStatus.SHIPPED)}
+            THEN moved.tracking_number END,
+        'reason', CASE WHEN %(target)s IN ({sql_literal(OrderStatus.FAILED)},
+            {sql_literal(OrderStatus.CANCELLED)}) THEN %(reason)s END,
+        'cancelled_by', CASE WHEN %(target)s = {sql_literal(OrderStatus.CANCELLED)}
+            THEN %(actor)s END))
+    FROM moved
 ), lines AS (
     SELECT l.product_id, %(on_hand_sign)s::int * l.quantity AS oh, -l.quantity AS rs
     FROM fulfillment_orderline l JOIN moved ON l.order_id = moved.id
