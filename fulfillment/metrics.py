@@ -54,7 +54,7 @@ _REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 ORDER_SOURCES = ("single", "bulk")
 STAGE_TARGETS = ("processing", "shipped", "delivered", "failed", "cancelled")
-WEBHOOK_OUTCOMES = ("delivered", "failed")
+WEBHOOK_OUTCOMES = ("succeeded", "retry", "gave_up", "disabled")
 
 ORDERS_ACCEPTED = Counter(
     "fulfillment_orders_accepted",
@@ -150,12 +150,13 @@ def job_finished(task: str, outcome: str, seconds: float) -> None:
         JOB_DURATION.labels(task=task, outcome=outcome).observe(seconds)
 
 
-def webhook_delivery(outcome: str, lag_seconds: float) -> None:
-    """One webhook delivery attempt: ``outcome`` ("delivered" or "failed") and the time since
-    the event it carries."""
+def webhook_delivery(outcome: str, lag_seconds: float | None) -> None:
+    """One recorded webhook delivery attempt: ``outcome`` (one of :data:`WEBHOOK_OUTCOMES`) and,
+    for a delivered one, the time from the event to its receipt."""
     if enabled():
         WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
-        WEBHOOK_DELIVERY_LAG.observe(max(lag_seconds, 0.0))
+        if lag_seconds is not None:
+            WEBHOOK_DELIVERY_LAG.observe(max(lag_seconds, 0.0))
 
 
 # ----- HTTP --------------------------------------------------------------------------------------

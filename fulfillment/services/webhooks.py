@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from fulfillment import queue
+from fulfillment import metrics, queue
 from fulfillment.errors import NotFound, ValidationFailed
 from fulfillment.events import ALL_TYPES, EVENT_TYPES, VISIBLE_BELOW_SQL
 from fulfillment.models import (
@@ -446,6 +446,7 @@ def attempt_recorded(
         outcome=outcome,
         error=result.error,
     )
+    metrics.webhook_delivery(outcome, lag)
 
 
 @transaction.atomic

@@ -196,13 +196,19 @@ def test_stage_lag_is_the_start_minus_the_scheduled_time():
 
 def test_webhook_series_exist_and_record_deliveries():
     scraped = scrape()
-    assert ("fulfillment_webhook_deliveries_total", (("outcome", "delivered"),)) in scraped
+    assert ("fulfillment_webhook_deliveries_total", (("outcome", "succeeded"),)) in scraped
     assert ("fulfillment_webhook_delivery_lag_seconds_count", ()) in scraped
-    metrics.webhook_delivery("failed", 1.5)
+    metrics.webhook_delivery("retry", None)
+    metrics.webhook_delivery("succeeded", 1.5)
     after = scrape()
+    for outcome in ("retry", "succeeded"):
+        assert (
+            value(after, "fulfillment_webhook_deliveries_total", outcome=outcome)
+            == value(scraped, "fulfillment_webhook_deliveries_total", outcome=outcome) + 1
+        )
     assert (
-        value(after, "fulfillment_webhook_deliveries_total", outcome="failed")
-        == value(scraped, "fulfillment_webhook_deliveries_total", outcome="failed") + 1
+        value(after, "fulfillment_webhook_delivery_lag_seconds_count")
+        == value(scraped, "fulfillment_webhook_delivery_lag_seconds_count") + 1
     )
 
 
