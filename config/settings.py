@@ -219,6 +219,8 @@ LOGGING["loggers"]["procrastinate"] = {
 MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
 BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
 ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)
+# The detailed /health/ report is shared by every caller for this long (0: computed per call).
+HEALTH_CACHE_SECONDS = env.int("HEALTH_CACHE_SECONDS", default=2)
 
 # --- pipeline ------------------------------------------------------------------------------
 # A non-terminal order is stale when it has stayed in its status longer than this.
