@@ -91,11 +91,7 @@ def check_queue() -> dict[str, Any]:
         "jobs_scheduled": depth["scheduled"],
         "jobs_running": depth["running"],
         "failed_last_hour": depth["failed_last_hour"],
-        "estimated": [
-            _QUEUE_FIGURES
-            .get(name, name)
-            for name in depth["estimated"]
-        ],
+        "estimated": [_QUEUE_FIGURES.get(name, name) for name in depth["estimated"]],
     }
 
 
