@@ -10,7 +10,6 @@ from django.views.decorators.http import require_GET
 
 from fulfillment import health
 
-
 HEALTH_REPORT_CACHE_KEY = "health:report"
 
 
