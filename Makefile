@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 LOCK_DEV  := requirements-dev.lock
 LOCK_PROD := requirements.lock
 
-.PHONY: run test test-fast lint typecheck lock locust loadtest bench stack-start stack-stop stack-status clean
+.PHONY: run test test-fast lint typecheck lock locust loadtest bench bench-volume stack-start stack-stop stack-status clean
 
 $(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ loadtest: $(STAMP)
 # loadtests/reports/bench.md; `make bench ARGS=--quick` runs each briefly (< 2 min).
 bench: $(STAMP)
 	@BENCH_COMMAND="make bench$(if $(ARGS), ARGS='$(ARGS)')" $(PY) -m loadtests.bench $(ARGS)
+
+# Reads, health, intake, pipeline and maintenance on 10 M orders and 1 M waiting jobs against a
+# small reference database in the same run; the data set is built once under
+# .devstack/volume-N/ and reused (ARGS=--rebuild builds it again; ARGS=--quick: 1 M orders).
+bench-volume: $(STAMP)
+	@BENCH_COMMAND="make bench-volume$(if $(ARGS), ARGS='$(ARGS)')" $(PY) -m loadtests.bench_volume $(ARGS)
 
 stack-start: $(STAMP)
 	@$(PY) -m config.devstack start

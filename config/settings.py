@@ -274,6 +274,7 @@ STALLED_JOBS_CRON = env.str("STALLED_JOBS_CRON", default="* * * * *")
 DAILY_REPORT_CRON = env.str("DAILY_REPORT_CRON", default="0 0 * * *")
 CLEANUP_CRON = env.str("CLEANUP_CRON", default="30 3 * * 0")
 RECONCILIATION_CRON = env.str("RECONCILIATION_CRON", default="0 * * * *")
+STATISTICS_REFRESH_CRON = env.str("STATISTICS_REFRESH_CRON", default="* * * * *")
 # Retention for the weekly clean-up.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=90)
 JOB_RETENTION_HOURS = env.int("JOB_RETENTION_HOURS", default=24 * 7)

@@ -58,6 +58,7 @@ RETRY_STALLED_JOBS_TASK = "fulfillment.retry_stalled_jobs"
 DAILY_REPORT_TASK = "fulfillment.daily_report"
 RETENTION_CLEANUP_TASK = "fulfillment.retention_cleanup"
 INVENTORY_RECONCILIATION_TASK = "fulfillment.inventory_reconciliation"
+STATISTICS_REFRESH_TASK = "fulfillment.statistics_refresh"
 NOOP_TASK = "fulfillment.noop"
 
 LIVE_STATUSES = ("todo", "doing")

@@ -24,6 +24,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from fulfillment import queue
 from fulfillment.logs import job_log
+from fulfillment.selectors.orders import order_statistics_refresh
 from fulfillment.services import reports, stages, stale
 
 logger = logging.getLogger("fulfillment.tasks")
@@ -190,6 +191,16 @@ def inventory_reconciliation(context: procrastinate.JobContext, timestamp: int) 
     return reports.reconciliation_run().ok
 
 
+@maintenance_job(
+    name=queue.STATISTICS_REFRESH_TASK,
+    cron=settings.STATISTICS_REFRESH_CRON,
+    periodic_id="statistics_refresh",
+)
+def statistics_refresh(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Every minute: the order statistics snapshot that ``/orders/statistics/`` serves."""
+    return int(order_statistics_refresh()["total_orders"])
+
+
 @app.task(name=queue.NOOP_TASK, queue=queue.PROBE_QUEUE)
 def noop() -> None:
     """Does nothing: the queue's own throughput, the reference the pipeline benchmark reports
@@ -205,4 +216,5 @@ __all__ = [
     "noop",
     "retention_cleanup",
     "retry_stalled_jobs",
+    "statistics_refresh",
 ]

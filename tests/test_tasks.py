@@ -29,8 +29,13 @@ def test_periodic_tasks_are_registered_with_their_schedules():
         ("fulfillment.daily_report", "0 0 * * *"),
         ("fulfillment.retention_cleanup", "30 3 * * 0"),
         ("fulfillment.inventory_reconciliation", "0 * * * *"),
+        ("fulfillment.statistics_refresh", "* * * * *"),
     }
-    for name in ("fulfillment.heal_stale_orders", "fulfillment.retry_stalled_jobs"):
+    for name in (
+        "fulfillment.heal_stale_orders",
+        "fulfillment.retry_stalled_jobs",
+        "fulfillment.statistics_refresh",
+    ):
         task = app.tasks[name]
         assert task.queueing_lock and task.lock is None  # a lock could stall the job itself
 
