@@ -69,7 +69,7 @@ _LINES_TEMP_SQL = """
 CREATE TEMP TABLE vol_lines ON COMMIT DROP AS
 SELECT %(base)s + g AS order_id, pr.id AS product_id,
        1 + ((g * 13 + j * 7) %% 3) AS quantity, pr.price AS unit_price
-FROM generate_series(%(lo)s, %(hi)s) g
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
 CROSS JOIN LATERAL generate_series(1, 1 + (g * 7919) %% 10 / 4) j
 JOIN vol_products pr ON pr.n = ((g * 7 + j * 31) %% %(products)s)
 """
@@ -85,7 +85,7 @@ WITH src AS (
                      - ((%(total)s - %(inflight)s - g)::float8
                         / greatest(%(total)s - %(inflight)s, 1)) * interval '365 days'
            END AS created_at
-    FROM generate_series(%(lo)s, %(hi)s) g
+    FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g
 ), st AS (
     SELECT *, now() - created_at AS age,
            CASE WHEN inflight THEN CASE WHEN r < 0.4 THEN 'pending'
