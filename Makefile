@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 LOCK_DEV  := requirements-dev.lock
 LOCK_PROD := requirements.lock
 
-.PHONY: run test test-fast fuzz lint typecheck lock locust loadtest bench drill stack-start stack-stop stack-status clean
+.PHONY: run test test-fast fuzz lint typecheck lock locust loadtest bench bench-volume drill stack-start stack-stop stack-status clean
 
 $(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ bench: $(STAMP)
 # order is lost (report printed, exit code 1 on a failed check). Two minutes on a quiet machine.
 drill: $(STAMP)
 	@$(PY) -m loadtests.drill $(ARGS)
+
+# Reads, health, intake, pipeline and maintenance on 10 M orders and 1 M waiting jobs against a
+# small reference database in the same run; the data set is built once under
+# .devstack/volume-N/ and reused (ARGS=--rebuild builds it again; ARGS=--quick: 1 M orders).
+bench-volume: $(STAMP)
+	@BENCH_COMMAND="make bench-volume$(if $(ARGS), ARGS='$(ARGS)')" $(PY) -m loadtests.bench_volume $(ARGS)
 
 stack-start: $(STAMP)
 	@$(PY) -m config.devstack start

@@ -242,6 +242,8 @@ LOGGING["loggers"]["procrastinate"] = {
 MAX_ORDER_LINES = env.int("MAX_ORDER_LINES", default=50)
 BULK_MAX_ORDERS = env.int("BULK_MAX_ORDERS", default=1000)
 ORDER_STATISTICS_TTL_SECONDS = env.int("ORDER_STATISTICS_TTL_SECONDS", default=10)
+# The detailed /health/ report is shared by every caller for this long (0: computed per call).
+HEALTH_CACHE_SECONDS = env.int("HEALTH_CACHE_SECONDS", default=2)
 
 # --- pipeline ------------------------------------------------------------------------------
 # A non-terminal order is stale when it has stayed in its status longer than this.
@@ -295,6 +297,7 @@ STALLED_JOBS_CRON = env.str("STALLED_JOBS_CRON", default="* * * * *")
 DAILY_REPORT_CRON = env.str("DAILY_REPORT_CRON", default="0 0 * * *")
 CLEANUP_CRON = env.str("CLEANUP_CRON", default="30 3 * * 0")
 RECONCILIATION_CRON = env.str("RECONCILIATION_CRON", default="0 * * * *")
+STATISTICS_REFRESH_CRON = env.str("STATISTICS_REFRESH_CRON", default="* * * * *")
 # Retention for the weekly clean-up.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=90)
 JOB_RETENTION_HOURS = env.int("JOB_RETENTION_HOURS", default=24 * 7)

@@ -179,6 +179,8 @@ class Order(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status", "status_changed_at"], name="order_status_changed_idx"),
+            # A status filter walks its own status, newest first: O(page) at any table size.
+            models.Index(fields=["status", "-created_at", "-id"], name="order_status_created_idx"),
             models.Index(fields=["-created_at", "-id"], name="order_created_idx"),
             models.Index(fields=["customer_email", "-created_at"], name="order_customer_idx"),
             models.Index(fields=["priority", "-created_at"], name="order_priority_idx"),

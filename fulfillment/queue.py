@@ -14,15 +14,16 @@ when an upgrade changes them):
 
 - ``procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[])``, the SQL function behind
   ``batch_defer_jobs``, called inline by :func:`defer_job_sql` inside the single-order intake
-  statement and the stage statement. Each is ONE statement on the hot path: going through the
-  Python API would add a round trip (and a transaction) per order and per stage.
+  statement and the stage statement (and fed a whole query's rows by
+  :func:`defer_stage_jobs_from_query` for bulk loads). Each is ONE statement on the hot path:
+  going through the Python API would add a round trip (and a transaction) per order and stage.
 - Columns of ``procrastinate_jobs`` (``task_name``, ``status``, ``args``, ``queue_name``,
   ``scheduled_at``) and ``procrastinate_events`` (``job_id``, ``type``, ``at``), read by
   :func:`live_stage_job_order_pks` (one array parameter for up to a thousand orders, where the
   ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
-  :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
-  ``deferred`` event of jobs without ``scheduled_at``), :func:`queue_depth_by_queue` and
-  :func:`recent_stage_lags` (the operations page: also the ``started`` events), and
+  :func:`queue_depth` (bounded counts and samples in one statement: the oldest waiting job's age
+  needs the ``deferred`` event of jobs without ``scheduled_at``), :func:`queue_depth_by_queue`
+  and :func:`recent_stage_lags` (the operations page: also the ``started`` events), and
   :func:`waiting_by_queue` (bounded counts per queue for the metrics, on the partial index
   ``procrastinate_jobs_priority_idx_v1``).
 - Columns ``lock`` and ``queueing_lock`` of ``procrastinate_jobs``, read by
@@ -66,6 +67,7 @@ RETRY_STALLED_JOBS_TASK = "fulfillment.retry_stalled_jobs"
 DAILY_REPORT_TASK = "fulfillment.daily_report"
 RETENTION_CLEANUP_TASK = "fulfillment.retention_cleanup"
 INVENTORY_RECONCILIATION_TASK = "fulfillment.inventory_reconciliation"
+STATISTICS_REFRESH_TASK = "fulfillment.statistics_refresh"
 NOOP_TASK = "fulfillment.noop"
 ANALYTICS_REFRESH_TASK = "fulfillment.analytics_refresh"
 DISPATCH_EVENTS_TASK = "fulfillment.dispatch_events"
@@ -146,6 +148,29 @@ def defer_stage_jobs(jobs: Sequence[StageJob]) -> list[int]:
     return [job.id for job in deferred if job.id is not None]
 
 
+def defer_stage_jobs_from_query(select_sql: str, params: dict[str, Any] | None = None) -> int:
+    """Defer one stage job per row of ``select_sql`` (columns ``order_pk``, ``expected_status``,
+    ``scheduled_at``) in the caller's transaction, in ONE statement; how many were deferred.
+
+    For bulk loads (``seed_volume``): the rows never travel to Python. Same SQL function as
+    :func:`defer_job_sql`, fed with an aggregated array.
+    """
+    sql = f"""
+    SELECT count(*) FROM unnest((
+        SELECT procrastinate_defer_jobs_v1(array_agg(ROW(
+            %(job_queue)s, %(job_task)s, %(job_priority)s, NULL, NULL,
+            jsonb_build_object('order_pk', s.order_pk, 'expected_status', s.expected_status),
+            s.scheduled_at
+        )::procrastinate_job_to_defer_v1))
+        FROM ({select_sql}) s
+        HAVING count(*) > 0
+    ))
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, {**stage_job_params(), **(params or {})})
+        return int(cur.fetchone()[0])
+
+
 # ----- reads ------------------------------------------------------------------------------------
 
 _LIVE_STAGE_JOBS_SQL = """
@@ -175,36 +200,79 @@ def worker_heartbeats(*, limit: int = 50) -> list[tuple[int, float]]:
     return [(pk, age.total_seconds()) for pk, age in rows]
 
 
+# Every figure reads a bounded number of rows, whatever the backlog: the counts stop at
+# QUEUE_COUNT_CAP (then the planner's row estimate stands in), the oldest waiting job is looked
+# for among the QUEUE_SAMPLE lowest ids still waiting (the ``status IN ('todo', 'doing')`` partial
+# index on id), and failures are counted among the QUEUE_SAMPLE newest events.
+QUEUE_COUNT_CAP = 10_000
+QUEUE_SAMPLE = 1_000
+
 _QUEUE_DEPTH_SQL = """
-WITH waiting AS (
-    SELECT j.id, COALESCE(j.scheduled_at,
-        (SELECT min(e.at) FROM procrastinate_events e
-         WHERE e.job_id = j.id AND e.type = 'deferred')) AS due_at
-    FROM procrastinate_jobs j
-    WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+WITH first_waiting AS (
+    SELECT j.id, j.status, j.scheduled_at FROM procrastinate_jobs j
+    WHERE j.status IN ('todo', 'doing')
+    ORDER BY j.id
+    LIMIT %(sample)s
+), newest_events AS (
+    SELECT type, at FROM procrastinate_events ORDER BY id DESC LIMIT %(sample)s
 )
-SELECT (SELECT count(*) FROM waiting),
-       (SELECT EXTRACT(EPOCH FROM now() - min(due_at))::float FROM waiting),
-       (SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'
-          AND scheduled_at > now()),
-       (SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'),
-       (SELECT count(*) FROM procrastinate_events
-          WHERE type = 'failed' AND at > now() - interval '1 hour')
+SELECT
+    (SELECT count(*) FROM (SELECT 1 FROM procrastinate_jobs
+        WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())
+        LIMIT %(cap)s) w),
+    (SELECT EXTRACT(EPOCH FROM now() - min(COALESCE(f.scheduled_at,
+        (SELECT min(e.at) FROM procrastinate_events e
+         WHERE e.job_id = f.id AND e.type = 'deferred'))))::float
+     FROM first_waiting f
+     WHERE f.status = 'todo' AND (f.scheduled_at IS NULL OR f.scheduled_at <= now())),
+    (SELECT count(*) FROM (SELECT 1 FROM procrastinate_jobs
+        WHERE status = 'todo' AND scheduled_at > now() LIMIT %(cap)s) s),
+    (SELECT count(*) FROM (SELECT 1 FROM procrastinate_jobs
+        WHERE status = 'doing' LIMIT %(cap)s) r),
+    (SELECT count(*) FILTER (WHERE type = 'failed' AND at > now() - interval '1 hour')
+     FROM newest_events),
+    (SELECT count(*) = %(sample)s AND min(at) > now() - interval '1 hour' FROM newest_events)
 """
+
+_ESTIMATE_SQL = {
+    "waiting": "SELECT 1 FROM procrastinate_jobs WHERE status = 'todo' "
+    "AND (scheduled_at IS NULL OR scheduled_at <= now())",
+    "scheduled": "SELECT 1 FROM procrastinate_jobs WHERE status = 'todo' AND scheduled_at > now()",
+    "running": "SELECT 1 FROM procrastinate_jobs WHERE status = 'doing'",
+}
+
+
+def _row_estimate(cur: Any, sql: str) -> int:
+    """The planner's row estimate for ``sql`` (no rows read)."""
+    cur.execute("EXPLAIN (FORMAT JSON) " + sql)
+    plan = cur.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 def queue_depth() -> dict[str, Any]:
     """Jobs due and waiting, the age of the oldest (seconds), jobs scheduled later, jobs
-    running, jobs failed in the last hour: one statement."""
+    running, jobs failed in the last hour. Bounded cost at any backlog; ``estimated`` names the
+    figures that are estimates (a count past ``QUEUE_COUNT_CAP`` is the planner's estimate, at
+    least the cap; the oldest age is that of the oldest of the first ``QUEUE_SAMPLE`` waiting
+    jobs; failures are counted among the ``QUEUE_SAMPLE`` newest events)."""
     with connection.cursor() as cur:
-        cur.execute(_QUEUE_DEPTH_SQL)
-        waiting, oldest, scheduled, running, failed = cur.fetchone()
+        cur.execute(_QUEUE_DEPTH_SQL, {"cap": QUEUE_COUNT_CAP, "sample": QUEUE_SAMPLE})
+        waiting, oldest, scheduled, running, failed, failed_truncated = cur.fetchone()
+        counts = {"waiting": waiting, "scheduled": scheduled, "running": running}
+        estimated = [name for name, n in counts.items() if n >= QUEUE_COUNT_CAP]
+        for name in estimated:
+            counts[name] = max(_row_estimate(cur, _ESTIMATE_SQL[name]), QUEUE_COUNT_CAP)
+    if waiting >= QUEUE_SAMPLE:
+        estimated.append("oldest_waiting")
+    if failed_truncated:
+        estimated.append("failed_last_hour")
     return {
-        "waiting": waiting,
+        **counts,
         "oldest_waiting_s": oldest,
-        "scheduled": scheduled,
-        "running": running,
         "failed_last_hour": failed,
+        "estimated": estimated,
     }
 
 

@@ -25,6 +25,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from fulfillment import metrics, queue
 from fulfillment.logs import job_log
+from fulfillment.selectors.orders import order_statistics_refresh
 from fulfillment.services import analytics, reports, stages, stale, webhooks
 
 logger = logging.getLogger("fulfillment.tasks")
@@ -243,6 +244,13 @@ def dispatch_events(context: procrastinate.JobContext, timestamp: int = 0) -> di
 def deliver_webhooks(context: procrastinate.JobContext, endpoint_id: int) -> int:
     """Send an endpoint's pending deliveries (``services.webhooks.endpoint_deliver``)."""
     return webhooks.endpoint_deliver(endpoint_id=endpoint_id)
+    name=queue.STATISTICS_REFRESH_TASK,
+    cron=settings.STATISTICS_REFRESH_CRON,
+    periodic_id="statistics_refresh",
+)
+def statistics_refresh(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Every minute: the order statistics snapshot that ``/orders/statistics/`` serves."""
+    return int(order_statistics_refresh()["total_orders"])
 
 
 @app.task(name=queue.NOOP_TASK, queue=queue.PROBE_QUEUE)
@@ -263,4 +271,5 @@ __all__ = [
     "noop",
     "retention_cleanup",
     "retry_stalled_jobs",
+    "statistics_refresh",
 ]

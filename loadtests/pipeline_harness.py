@@ -214,6 +214,7 @@ def workers(
         "STALE_CHECK_CRON": "0 0 1 1 *",
         "STALLED_JOBS_CRON": "0 0 1 1 *",
         "RECONCILIATION_CRON": "0 0 1 1 *",
+        "STATISTICS_REFRESH_CRON": "0 0 1 1 *",
         **(env or {}),
     }
     procs = [

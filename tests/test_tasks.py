@@ -31,8 +31,13 @@ def test_periodic_tasks_are_registered_with_their_schedules():
         ("fulfillment.inventory_reconciliation", "0 * * * *"),
         ("fulfillment.analytics_refresh", "* * * * *"),
         ("fulfillment.dispatch_events", "* * * * * *"),
+        ("fulfillment.statistics_refresh", "* * * * *"),
     }
-    for name in ("fulfillment.heal_stale_orders", "fulfillment.retry_stalled_jobs"):
+    for name in (
+        "fulfillment.heal_stale_orders",
+        "fulfillment.retry_stalled_jobs",
+        "fulfillment.statistics_refresh",
+    ):
         task = app.tasks[name]
         assert task.queueing_lock and task.lock is None  # a lock could stall the job itself
 

@@ -11,7 +11,7 @@ from typing import Any
 import pghistory.models
 from django.apps import apps
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Sum
 from django.utils import timezone
 
@@ -96,6 +96,44 @@ class CleanupResult:
     webhook_deliveries_deleted: int = 0
 
 
+CLEANUP_BATCH = 5000
+
+# The next batch of one event table: among the CLEANUP_BATCH oldest events (by id, from the
+# previous batch on: one short walk of the primary key), those before the cutoff and before the
+# first one after it. Events are numbered in time order, so the walk stops at the first recent
+# event instead of scanning a table that has no index on its timestamp.
+_EVENTS_BATCH_SQL = """
+WITH head AS (
+    SELECT pgh_id, pgh_created_at FROM {table} WHERE pgh_id > %(after)s
+    ORDER BY pgh_id LIMIT %(batch)s
+), doomed AS (
+    SELECT pgh_id FROM head
+    WHERE pgh_created_at < %(cutoff)s
+      AND pgh_id < COALESCE(
+          (SELECT min(pgh_id) FROM head WHERE pgh_created_at >= %(cutoff)s), 9223372036854775807)
+), gone AS (
+    DELETE FROM {table} WHERE pgh_id IN (SELECT pgh_id FROM doomed) RETURNING pgh_id
+)
+SELECT count(*), max(pgh_id) FROM gone
+"""
+
+
+def _events_delete_before(*, table: str, cutoff: datetime) -> int:
+    """Delete the events of ``table`` older than ``cutoff`` in batches of ``CLEANUP_BATCH``, each
+    its own short transaction: an event row is locked by nobody else, and no batch holds its
+    locks longer than one small DELETE."""
+    total, after = 0, 0
+    sql = _EVENTS_BATCH_SQL.format(table=connection.ops.quote_name(table))
+    while True:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(sql, {"after": after, "batch": CLEANUP_BATCH, "cutoff": cutoff})
+            n, last = cur.fetchone()
+        total += n
+        if n < CLEANUP_BATCH or last is None:
+            return total
+        after = last
+
+
 def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
     """Delete audit events older than ``AUDIT_RETENTION_DAYS``, finished Procrastinate jobs
     (succeeded, failed, cancelled, aborted) older than ``JOB_RETENTION_HOURS`` and idempotency
@@ -107,10 +145,10 @@ def retention_cleanup(*, now: datetime | None = None) -> CleanupResult:
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
     events = 0
+    for model in apps.get_models():
+        if issubclass(model, pghistory.models.Event) and not model._meta.proxy:
+            events += _events_delete_before(table=model._meta.db_table, cutoff=cutoff)
     with transaction.atomic():
-        for model in apps.get_models():
-            if issubclass(model, pghistory.models.Event) and not model._meta.proxy:
-                events += model.objects.filter(pgh_created_at__lt=cutoff).delete()[0]
         contexts = pghistory.models.Context.objects.filter(updated_at__lt=cutoff).delete()[0]
     jobs = queue.delete_finished_jobs(older_than_hours=settings.JOB_RETENTION_HOURS)
     outbox_events, deliveries = webhooks.events_delete_expired(now=now)
