@@ -244,6 +244,9 @@ def dispatch_events(context: procrastinate.JobContext, timestamp: int = 0) -> di
 def deliver_webhooks(context: procrastinate.JobContext, endpoint_id: int) -> int:
     """Send an endpoint's pending deliveries (``services.webhooks.endpoint_deliver``)."""
     return webhooks.endpoint_deliver(endpoint_id=endpoint_id)
+
+
+@maintenance_job(
     name=queue.STATISTICS_REFRESH_TASK,
     cron=settings.STATISTICS_REFRESH_CRON,
     periodic_id="statistics_refresh",
