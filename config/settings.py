@@ -279,6 +279,14 @@ JOB_RETENTION_HOURS = env.int("JOB_RETENTION_HOURS", default=24 * 7)
 # the key is forgotten (the request runs as a new one) and the clean-up deletes the record.
 IDEMPOTENCY_RETENTION_HOURS = env.int("IDEMPOTENCY_RETENTION_HOURS", default=24)
 
+# Backpressure (fulfillment/backpressure.py): the pipeline is "behind" when its oldest due job
+# has waited longer than BACKPRESSURE_LAG_SECONDS; /health/ reports it, and with
+# BACKPRESSURE_REJECT_INTAKE intake answers 503 + Retry-After meanwhile. The lag is read at most
+# once per BACKPRESSURE_CACHE_SECONDS per process.
+BACKPRESSURE_LAG_SECONDS = env.float("BACKPRESSURE_LAG_SECONDS", default=30.0)
+BACKPRESSURE_REJECT_INTAKE = env.bool("BACKPRESSURE_REJECT_INTAKE", default=False)
+BACKPRESSURE_CACHE_SECONDS = env.float("BACKPRESSURE_CACHE_SECONDS", default=1.0)
+
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
     "stalled_worker_timeout": STALLED_WORKER_SECONDS,

@@ -21,7 +21,11 @@ when an upgrade changes them):
   :func:`live_stage_job_order_pks` (one array parameter for up to a thousand orders, where the
   ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
   :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
-  ``deferred`` event of jobs without ``scheduled_at``).
+  ``deferred`` event of jobs without ``scheduled_at``) and :func:`oldest_due_job_age` (the queue
+  lag that backpressure reads).
+- The partial index ``fulfillment_procrastinate_todo_due_idx`` on ``procrastinate_jobs
+  (scheduled_at, id) WHERE status = 'todo'``, added by this project's migration ``0009``: it
+  keeps the lag read bounded.
 """
 
 from __future__ import annotations
@@ -193,6 +197,32 @@ def queue_depth() -> dict[str, Any]:
         "running": running,
         "failed_last_hour": failed,
     }
+
+
+# Bounded: two single-row reads of the ``(scheduled_at, id) WHERE status = 'todo'`` index
+# (migration ``0009``) and one of the events' ``job_id`` index, however long the queue is.
+_OLDEST_DUE_SQL = """
+SELECT EXTRACT(EPOCH FROM now() - LEAST(
+    (SELECT scheduled_at FROM procrastinate_jobs
+     WHERE status = 'todo' AND scheduled_at IS NOT NULL
+     ORDER BY scheduled_at, id LIMIT 1),
+    (SELECT min(e.at) FROM procrastinate_events e
+     WHERE e.type = 'deferred' AND e.job_id = (
+        SELECT id FROM procrastinate_jobs
+        WHERE status = 'todo' AND scheduled_at IS NULL
+        ORDER BY scheduled_at, id LIMIT 1))
+))::float
+"""
+
+
+def oldest_due_job_age() -> float:
+    """Seconds the oldest due ``todo`` job has waited past its time (0 when none is due): the
+    queue lag. A job without ``scheduled_at`` is due from its ``deferred`` event."""
+    with connection.cursor() as cur:
+        cur.execute(_OLDEST_DUE_SQL)
+        row = cur.fetchone()
+    age = row[0] if row else None
+    return max(float(age), 0.0) if age is not None else 0.0
 
 
 def finished_job_count() -> int:

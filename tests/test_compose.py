@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from config.devstack.launcher import WEB_COMMAND, WORKER_COMMAND, _venv_bin
+from config.devstack.launcher import WEB_COMMAND, WORKER_COMMAND, WORKER_POOL_COMMAND, _venv_bin
 from config.healthcheck import probe_host
 from tests.conftest import stop_process, subprocess_database_url
 
@@ -57,7 +57,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 def test_web_and_worker_run_the_commands_make_run_uses(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["web"]["command"] == WEB_COMMAND
-    assert services["worker"]["command"] == WORKER_COMMAND
+    assert services["worker"]["command"] == WORKER_POOL_COMMAND
 
 
 def test_dockerfile_default_command_is_the_web_command() -> None:
