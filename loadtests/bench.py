@@ -17,8 +17,12 @@ in:
 - ``loadtests/bench_intake.py`` (order intake): the raw-SQL ceiling through pgbench,
   single orders over HTTP, the hot product, bulk creation, statements per order;
 - ``loadtests/bench_pipeline.py`` (pipeline): zero delays with one and two worker
-  processes next to a no-op Procrastinate job's rate, and the default delays (orders completed
-  per minute, orders in flight, stage-start lag).
+  processes next to a no-op Procrastinate job's rate, and the default delays with orders fed
+  through bulk intake (orders completed per minute, orders in flight, stage-start lag);
+- ``loadtests/bench_steady.py`` (steady state): single-order HTTP requests arriving open-loop
+  at fixed rates while gunicorn and the worker pool run as `make run` runs them; per rate intake
+  latency, stage-start lag, orders in flight, CPU by process group, and the highest rate that
+  holds, next to the CPU per order of intake alone plus the pipeline alone.
 
 ``loadtests/bench_report.py`` turns the figures into the report. Imports point down: this
 driver imports the scenario and report modules, they import ``benchlib``, never the driver.
@@ -41,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests import bench_intake, bench_pipeline
+from loadtests import bench_intake, bench_pipeline, bench_steady
 from loadtests.bench_report import report
 from loadtests.benchlib import ROOT, UNLIMITED_RATE, Bench, Scenario
 
@@ -56,8 +60,9 @@ SCENARIOS: dict[str, Scenario] = {
     "statements": bench_intake.statements,
     "pipeline_zero_delays": bench_pipeline.bench_zero_delays,
     "pipeline_default_delays": bench_pipeline.bench_default_delays,
+    "steady_state": bench_steady.steady_state,
 }
-ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays"}
+ONCE = {"statements", "pipeline_zero_delays", "pipeline_default_delays", "steady_state"}
 
 
 def _median(values: list[Any]) -> Any:
@@ -111,7 +116,7 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
 
 DEFAULT_SCENARIOS = (
     "statements,pgbench_single,http_single,http_hot_product,http_bulk,"
-    "pipeline_zero_delays,pipeline_default_delays"
+    "pipeline_zero_delays,pipeline_default_delays,steady_state"
 )
 # Sizes: a full run stays under ten minutes on 2 cores, --quick under two.
 FULL = {
@@ -125,6 +130,10 @@ FULL = {
     "delay_rates": [25.0, 50.0, 100.0],
     "delay_seconds": 40.0,
     "delay_warmup": 15.0,
+    "steady_rates": [100.0, 150.0, 200.0],
+    "steady_seconds": 120.0,
+    "steady_warmup": 20.0,
+    "steady_reference_seconds": 20.0,
 }
 QUICK = {
     "duration": 3.0,
@@ -137,6 +146,10 @@ QUICK = {
     "delay_rates": [25.0],
     "delay_seconds": 16.0,
     "delay_warmup": 8.0,
+    "steady_rates": [50.0, 150.0],
+    "steady_seconds": 15.0,
+    "steady_warmup": 15.0,
+    "steady_reference_seconds": 8.0,
 }
 
 
@@ -158,6 +171,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--delay-rates", type=float, nargs="+", help="default-delay arrival rates")
     size.add_argument("--delay-seconds", type=float, help="seconds per default-delay run")
     size.add_argument("--delay-warmup", type=float, help="seconds before in-flight sampling")
+    size.add_argument(
+        "--steady-rates", type=float, nargs="+", help="steady state: open-loop orders/s"
+    )
+    size.add_argument("--steady-seconds", type=float, help="steady state: measured s per rate")
+    size.add_argument("--steady-warmup", type=float, help="steady state: warm-up s per rate")
+    size.add_argument(
+        "--steady-reference-seconds", type=float, help="steady state: intake-alone reference s"
+    )
+    parser.add_argument(
+        "--steady-worker-processes",
+        type=int,
+        help="steady state: worker processes (default: the pool's, as make run)",
+    )
+    parser.add_argument(
+        "--steady-worker-arg",
+        action="append",
+        default=[],
+        help="steady state: an extra worker argument, e.g. --steady-worker-arg=--concurrency=8",
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--hot-clients", type=int, default=32)
     parser.add_argument("--hot-units", type=int, default=1000)
@@ -229,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             delay_rates=tuple(args.delay_rates),
             delay_seconds=args.delay_seconds,
             delay_warmup=args.delay_warmup,
+            steady_rates=tuple(args.steady_rates),
+            steady_seconds=args.steady_seconds,
+            steady_warmup=args.steady_warmup,
+            steady_reference_seconds=args.steady_reference_seconds,
+            steady_worker_processes=args.steady_worker_processes,
+            steady_worker_args=tuple(args.steady_worker_arg),
         )
         print(f"[bench] preparing the database ({urls['DATABASE_URL']})", flush=True)
         bench.prepare_database(hot_products=args.rounds)
