@@ -287,6 +287,8 @@ BACKPRESSURE_LAG_SECONDS = env.float("BACKPRESSURE_LAG_SECONDS", default=30.0)
 BACKPRESSURE_REJECT_INTAKE = env.bool("BACKPRESSURE_REJECT_INTAKE", default=False)
 BACKPRESSURE_CACHE_SECONDS = env.float("BACKPRESSURE_CACHE_SECONDS", default=1.0)
 
+# The worker's connection pool checks only connections that sat idle (fulfillment.queue).
+PROCRASTINATE_ON_APP_READY = "fulfillment.queue.on_app_ready"
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
     "stalled_worker_timeout": STALLED_WORKER_SECONDS,

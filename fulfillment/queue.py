@@ -23,6 +23,13 @@ when an upgrade changes them):
   :func:`queue_depth` (five aggregates in one statement: the oldest waiting job's age needs the
   ``deferred`` event of jobs without ``scheduled_at``) and :func:`oldest_due_job_age` (the queue
   lag that backpressure reads).
+- The worker's connector (:func:`worker_connector`, installed by :func:`on_app_ready` through
+  ``PROCRASTINATE_ON_APP_READY``): ``DjangoConnector.get_worker_connector`` is replaced on the
+  app's connector instance by one that builds the same ``PsycopgConnector`` (the Django
+  database's ``connector_params``) with a ``pool_factory`` that swaps the ``check`` Procrastinate
+  passes to the pool (``AsyncConnectionPool.check_connection``, one extra round trip on every
+  checkout: two per job, for its fetch and its finish) for one that checks only a connection
+  idle for more than :data:`POOL_CHECK_IDLE_SECONDS`.
 - The partial index ``fulfillment_procrastinate_todo_due_idx`` on ``procrastinate_jobs
   (scheduled_at, id) WHERE status = 'todo'``, added by this project's migration ``0009``: it
   keeps the lag read bounded.
@@ -30,6 +37,8 @@ when an upgrade changes them):
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,13 +46,17 @@ from functools import cache
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import F
 from django.db.models.functions import Now
 from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
+from procrastinate.contrib.django.utils import connector_params
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
+from procrastinate.psycopg_connector import PsycopgConnector
+from psycopg_pool import AsyncConnectionPool
 
 CHECKED_VERSION = "3.10.0"
 
@@ -64,6 +77,49 @@ NOOP_TASK = "fulfillment.noop"
 
 LIVE_STATUSES = ("todo", "doing")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
+
+
+# ----- the worker's connection pool ------------------------------------------------------------
+
+# A pooled connection idle for longer than this is checked (one empty round trip) before it is
+# handed out again: one the server closed meanwhile is replaced, as Procrastinate's default check
+# does. A connection reused sooner, as under load, goes out unchecked.
+POOL_CHECK_IDLE_SECONDS = 2.0
+_returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+async def _check_if_idle(conn: Any) -> None:
+    last = _returned_at.get(conn)
+    if last is None or time.monotonic() - last > POOL_CHECK_IDLE_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def _note_use(conn: Any) -> None:
+    """On a new connection (``configure``) and on each return to the pool (``reset``)."""
+    _returned_at[conn] = time.monotonic()
+
+
+def _worker_pool_factory(**kwargs: Any) -> AsyncConnectionPool:
+    assert "configure" not in kwargs and "reset" not in kwargs, "the pool's own callbacks"
+    return AsyncConnectionPool(
+        **{**kwargs, "check": _check_if_idle, "configure": _note_use, "reset": _note_use}
+    )
+
+
+def worker_connector() -> PsycopgConnector:
+    """What ``manage.py procrastinate worker`` runs on: Procrastinate's psycopg connector for the
+    Django database, with a pool that checks only connections that sat idle."""
+    return PsycopgConnector(
+        kwargs=connector_params(
+            getattr(settings, "PROCRASTINATE_DATABASE_ALIAS", DEFAULT_DB_ALIAS)
+        ),
+        pool_factory=_worker_pool_factory,
+    )
+
+
+def on_app_ready(app: Any) -> None:
+    """``PROCRASTINATE_ON_APP_READY``: the worker gets :func:`worker_connector`."""
+    app.connector.get_worker_connector = worker_connector
 
 
 # ----- enqueue ----------------------------------------------------------------------------------
