@@ -140,13 +140,14 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     if steady := results.get("steady_state"):
         best = steady["highest rate that holds"]
         reference = steady["reference cpu ms/order (intake alone + pipeline alone)"]
+        capacity = steady["reference: orders/s the cores hold at that cost"]
         rows.append(
             (
                 "steady state (HTTP intake + worker pool, as make run): highest open-loop rate "
                 "that holds (intake p99 ≤ 100 ms, no 5xx, stage lag p99 ≤ 1 s, in flight flat)",
                 f"{_fmt(best)} orders/s" if best is not None else "none of the rates tried",
-                f"CPU of the parts alone: {_fmt(steady['reference: orders/s the cores hold at that cost'])} orders/s",
-                "",
+                f"the cores at the CPU of the parts alone: {_fmt(capacity)} orders/s",
+                _fmt(round(best / capacity, 2)) if best is not None and capacity else "",
                 "≥ 150 orders/s",
                 _verdict(best is not None and best >= 150),
             )
@@ -231,6 +232,7 @@ def steady_markdown(result: dict[str, Any]) -> str:
         "stage lag p50 / p99 s",
         "in flight start → end",
         "CPU ms/order web / worker / pg (system)",
+        "stage jobs / order",
         "% of machine",
         "holds",
     ]
@@ -242,7 +244,8 @@ def steady_markdown(result: dict[str, Any]) -> str:
             f"{r['in flight at start']} → {r['in flight at end']}"
             f"{' (growing)' if r['in flight growing'] else ''} | "
             f"{r['web cpu ms/order']} / {r['worker cpu ms/order']} / {r['postgres cpu ms/order']}"
-            f" ({r['system cpu ms/order']}) | {r['cpu % of machine']} | "
+            f" ({r['system cpu ms/order']}) | {r['stage jobs per accepted order']} | "
+            f"{r['cpu % of machine']} | "
             f"{'yes' if r['holds'] else 'no'} |"
         )
     ia, pa = result["intake alone"], result["pipeline alone"]
