@@ -155,7 +155,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         for run in steady["runs"]:
             rows.append(
                 (
-                    f"steady state at {_fmt(run['rate'])} orders/s: system CPU per order "
+                    f"steady state at {run['rate']:g} orders/s: system CPU per order "
                     "(web + worker + PostgreSQL)",
                     f"{_fmt(run['system cpu ms/order'])} ms",
                     f"intake alone + pipeline alone {_fmt(reference)} ms",
