@@ -66,7 +66,8 @@ COMMON_RESPONSES = {
     401: "Missing, invalid or revoked API key",
     403: "The API key's role may not call this operation",
     429: "Too many requests for this key or client; retry after `Retry-After` seconds",
-    503: "A dependency (the database) is unavailable; retry later",
+    503: "A dependency (the database) is unavailable, or intake refuses orders while the "
+    "pipeline is behind; retry later (after `Retry-After` seconds when given)",
 }
 BODY_RESPONSES = {
     400: "Malformed or non-strict JSON body",
@@ -311,7 +312,10 @@ def _status_for(exc: errors.FulfillmentError) -> int:
 
 @api.exception_handler(errors.FulfillmentError)
 def on_domain_error(request: HttpRequest, exc: errors.FulfillmentError) -> HttpResponse:
-    return error_response(request, _status_for(exc), exc.code, exc.message, exc.details)
+    response = error_response(request, _status_for(exc), exc.code, exc.message, exc.details)
+    if "retry_after" in exc.details:
+        response["Retry-After"] = str(exc.details["retry_after"])
+    return response
 
 
 @api.exception_handler(ValidationError)

@@ -333,6 +333,16 @@ WEBHOOK_RETRY_SCHEDULE = [
 # Deliver to loopback, private and link-local addresses (local receivers; make run sets 1).
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
+# Backpressure (fulfillment/backpressure.py): the pipeline is "behind" when its oldest due job
+# has waited longer than BACKPRESSURE_LAG_SECONDS; /health/ reports it, and with
+# BACKPRESSURE_REJECT_INTAKE intake answers 503 + Retry-After meanwhile. The lag is read at most
+# once per BACKPRESSURE_CACHE_SECONDS per process.
+BACKPRESSURE_LAG_SECONDS = env.float("BACKPRESSURE_LAG_SECONDS", default=30.0)
+BACKPRESSURE_REJECT_INTAKE = env.bool("BACKPRESSURE_REJECT_INTAKE", default=False)
+BACKPRESSURE_CACHE_SECONDS = env.float("BACKPRESSURE_CACHE_SECONDS", default=1.0)
+
+# The worker's connection pool checks only connections that sat idle (fulfillment.queue).
+PROCRASTINATE_ON_APP_READY = "fulfillment.queue.on_app_ready"
 PROCRASTINATE_WORKER_DEFAULTS = {
     "update_heartbeat_interval": WORKER_HEARTBEAT_SECONDS,
     "stalled_worker_timeout": STALLED_WORKER_SECONDS,

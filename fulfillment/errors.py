@@ -98,3 +98,17 @@ class IdempotencyMismatch(Conflict):
 
 class ServiceUnavailable(FulfillmentError):
     code = "service_unavailable"
+
+
+class PipelineBehind(ServiceUnavailable):
+    """Intake refuses new orders while the pipeline is behind (``fulfillment.backpressure``)."""
+
+    code = "pipeline_behind"
+
+    def __init__(self, *, lag_s: float, threshold_s: float, retry_after: int) -> None:
+        super().__init__(
+            "the fulfillment pipeline is behind, retry later",
+            lag_s=lag_s,
+            threshold_s=threshold_s,
+            retry_after=retry_after,
+        )

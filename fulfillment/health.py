@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django_redis import get_redis_connection
 
-from fulfillment import queue
+from fulfillment import backpressure, queue
 from fulfillment.models import ReconciliationRun
 
 
@@ -95,6 +95,22 @@ def check_queue() -> dict[str, Any]:
     }
 
 
+def check_backpressure() -> dict[str, Any]:
+    """The queue lag (oldest due job's wait) and whether the pipeline is behind; informational:
+    a pipeline that is behind is reported, and refuses intake only when that is switched on."""
+    try:
+        lag = backpressure.queue_lag(fresh=True)
+    except Exception as exc:
+        return {"ok": False, "error": exc.__class__.__name__}
+    return {
+        "ok": True,
+        "queue_lag_s": round(lag.lag_s, 1),
+        "behind": lag.behind,
+        "threshold_s": lag.threshold_s,
+        "rejecting_intake": lag.behind and settings.BACKPRESSURE_REJECT_INTAKE,
+    }
+
+
 def check_reconciliation() -> dict[str, Any]:
     """The last hourly inventory reconciliation (informational: drift is reported, not fatal)."""
     try:
@@ -121,9 +137,10 @@ CHECKS = {
     "migrations": check_migrations,
     "workers": check_workers,
     "queue": check_queue,
+    "backpressure": check_backpressure,
     "reconciliation": check_reconciliation,
 }
-NEEDS_DATABASE = {"migrations", "workers", "queue", "reconciliation"}
+NEEDS_DATABASE = {"migrations", "workers", "queue", "backpressure", "reconciliation"}
 
 
 def report() -> tuple[bool, dict[str, Any]]:

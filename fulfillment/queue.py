@@ -23,17 +23,30 @@ when an upgrade changes them):
   ORM's JSON ``__in`` lookup on the read-only model sends one parameter per order) and
   :func:`queue_depth` (bounded counts and samples in one statement: the oldest waiting job's age
   needs the ``deferred`` event of jobs without ``scheduled_at``), :func:`queue_depth_by_queue`
-  and :func:`recent_stage_lags` (the operations page: also the ``started`` events), and
+  and :func:`recent_stage_lags` (the operations page: also the ``started`` events),
   :func:`waiting_by_queue` (bounded counts per queue for the metrics, on the partial index
-  ``procrastinate_jobs_priority_idx_v1``).
+  ``procrastinate_jobs_priority_idx_v1``) and :func:`oldest_due_job_age` (the queue lag that
+  backpressure reads).
 - Columns ``lock`` and ``queueing_lock`` of ``procrastinate_jobs``, read by
   :func:`defer_delivery_jobs` to skip endpoints whose delivery job is already waiting or running
   (the partial unique indexes on them make it two index probes).
+- The worker's connector (:func:`worker_connector`, installed by :func:`on_app_ready` through
+  ``PROCRASTINATE_ON_APP_READY``): ``DjangoConnector.get_worker_connector`` is replaced on the
+  app's connector instance by one that builds the same ``PsycopgConnector`` (the Django
+  database's ``connector_params``) with a ``pool_factory`` that swaps the ``check`` Procrastinate
+  passes to the pool (``AsyncConnectionPool.check_connection``, one extra round trip on every
+  checkout: two per job, for its fetch and its finish) for one that checks only a connection
+  idle for more than :data:`POOL_CHECK_IDLE_SECONDS`.
+- The partial index ``fulfillment_procrastinate_todo_due_idx`` on ``procrastinate_jobs
+  (scheduled_at, id) WHERE status = 'todo'``, added by this project's migration ``0012``: it
+  keeps the lag read bounded.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,13 +54,17 @@ from functools import cache
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import F
 from django.db.models.functions import Now
 from procrastinate.contrib.django.django_connector import DjangoConnector
 from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
+from procrastinate.contrib.django.utils import connector_params
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
+from procrastinate.psycopg_connector import PsycopgConnector
+from psycopg_pool import AsyncConnectionPool
 
 CHECKED_VERSION = "3.10.0"
 
@@ -75,6 +92,49 @@ DELIVER_WEBHOOKS_TASK = "fulfillment.deliver_webhooks"
 
 LIVE_STATUSES = ("todo", "doing")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled", "aborted")
+
+
+# ----- the worker's connection pool ------------------------------------------------------------
+
+# A pooled connection idle for longer than this is checked (one empty round trip) before it is
+# handed out again: one the server closed meanwhile is replaced, as Procrastinate's default check
+# does. A connection reused sooner, as under load, goes out unchecked.
+POOL_CHECK_IDLE_SECONDS = 2.0
+_returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+async def _check_if_idle(conn: Any) -> None:
+    last = _returned_at.get(conn)
+    if last is None or time.monotonic() - last > POOL_CHECK_IDLE_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def _note_use(conn: Any) -> None:
+    """On a new connection (``configure``) and on each return to the pool (``reset``)."""
+    _returned_at[conn] = time.monotonic()
+
+
+def _worker_pool_factory(**kwargs: Any) -> AsyncConnectionPool:
+    assert "configure" not in kwargs and "reset" not in kwargs, "the pool's own callbacks"
+    return AsyncConnectionPool(
+        **{**kwargs, "check": _check_if_idle, "configure": _note_use, "reset": _note_use}
+    )
+
+
+def worker_connector() -> PsycopgConnector:
+    """What ``manage.py procrastinate worker`` runs on: Procrastinate's psycopg connector for the
+    Django database, with a pool that checks only connections that sat idle."""
+    return PsycopgConnector(
+        kwargs=connector_params(
+            getattr(settings, "PROCRASTINATE_DATABASE_ALIAS", DEFAULT_DB_ALIAS)
+        ),
+        pool_factory=_worker_pool_factory,
+    )
+
+
+def on_app_ready(app: Any) -> None:
+    """``PROCRASTINATE_ON_APP_READY``: the worker gets :func:`worker_connector`."""
+    app.connector.get_worker_connector = worker_connector
 
 
 # ----- enqueue ----------------------------------------------------------------------------------
@@ -337,6 +397,32 @@ def _planner_rows(cur: Any, sql: str, params: Sequence[Any], *, at_least: int) -
     if isinstance(plan, str):
         plan = json.loads(plan)
     return max(int(plan[0]["Plan"]["Plan Rows"]), at_least)
+
+
+# Bounded: two single-row reads of the ``(scheduled_at, id) WHERE status = 'todo'`` index
+# (migration ``0012``) and one of the events' ``job_id`` index, however long the queue is.
+_OLDEST_DUE_SQL = """
+SELECT EXTRACT(EPOCH FROM now() - LEAST(
+    (SELECT scheduled_at FROM procrastinate_jobs
+     WHERE status = 'todo' AND scheduled_at IS NOT NULL
+     ORDER BY scheduled_at, id LIMIT 1),
+    (SELECT min(e.at) FROM procrastinate_events e
+     WHERE e.type = 'deferred' AND e.job_id = (
+        SELECT id FROM procrastinate_jobs
+        WHERE status = 'todo' AND scheduled_at IS NULL
+        ORDER BY scheduled_at, id LIMIT 1))
+))::float
+"""
+
+
+def oldest_due_job_age() -> float:
+    """Seconds the oldest due ``todo`` job has waited past its time (0 when none is due): the
+    queue lag. A job without ``scheduled_at`` is due from its ``deferred`` event."""
+    with connection.cursor() as cur:
+        cur.execute(_OLDEST_DUE_SQL)
+        row = cur.fetchone()
+    age = row[0] if row else None
+    return max(float(age), 0.0) if age is not None else 0.0
 
 
 def finished_job_count() -> int:

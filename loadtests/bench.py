@@ -19,10 +19,14 @@ in:
 - ``loadtests/bench_pgbouncer.py``: single orders through PgBouncer in transaction pooling,
   next to the direct ones;
 - ``loadtests/bench_pipeline.py`` (pipeline): zero delays with one and two worker
-  processes next to a no-op Procrastinate job's rate, and the default delays (orders completed
-  per minute, orders in flight, stage-start lag);
+  processes next to a no-op Procrastinate job's rate, and the default delays with orders fed
+  through bulk intake (orders completed per minute, orders in flight, stage-start lag);
 - ``loadtests/bench_webhooks.py`` (webhooks): a loopback receiver subscribed to every event
-  type, orders at a steady rate; every event delivered, delivery lag p50/p99.
+  type, orders at a steady rate; every event delivered, delivery lag p50/p99;
+- ``loadtests/bench_steady.py`` (steady state): single-order HTTP requests arriving open-loop
+  at fixed rates while gunicorn and the worker pool run as `make run` runs them; per rate intake
+  latency, stage-start lag, orders in flight, CPU by process group, and the highest rate that
+  holds, next to the CPU per order of intake alone plus the pipeline alone.
 
 ``loadtests/bench_report.py`` turns the figures into the report. Imports point down: this
 driver imports the scenario and report modules, they import ``benchlib``, never the driver.
@@ -51,6 +55,7 @@ from loadtests import (
     bench_metrics,
     bench_pgbouncer,
     bench_pipeline,
+    bench_steady,
     bench_webhooks,
 )
 from loadtests.bench_report import report
@@ -71,6 +76,7 @@ SCENARIOS: dict[str, Scenario] = {
     "http_single_metrics": bench_metrics.http_single_metrics,
     "metrics_scrape": bench_metrics.metrics_scrape,
     "webhook_delivery": bench_webhooks.bench_webhook_delivery,
+    "steady_state": bench_steady.steady_state,
     # Not in the default list: fills a million orders (run it alone or last).
     "analytics": bench_analytics.bench_analytics,
 }
@@ -80,6 +86,7 @@ ONCE = {
     "pipeline_default_delays",
     "metrics_scrape",
     "webhook_delivery",
+    "steady_state",
     "analytics",
 }
 
@@ -136,7 +143,7 @@ def throwaway_stack() -> Iterator[dict[str, str]]:
 DEFAULT_SCENARIOS = (
     "statements,pgbench_single,http_single,http_single_pgbouncer,http_hot_product,http_bulk,"
     "pipeline_zero_delays,pipeline_default_delays,webhook_delivery,http_single_metrics,"
-    "metrics_scrape"
+    "metrics_scrape,steady_state"
 )
 # Sizes: a full run stays under ten minutes on 2 cores, --quick under two.
 FULL = {
@@ -152,6 +159,10 @@ FULL = {
     "delay_warmup": 15.0,
     "analytics_orders": 1_000_000,
     "metrics_volume": 1_000_000,
+    "steady_rates": [100.0, 150.0, 200.0],
+    "steady_seconds": 120.0,
+    "steady_warmup": 20.0,
+    "steady_reference_seconds": 20.0,
 }
 QUICK = {
     "duration": 3.0,
@@ -166,6 +177,10 @@ QUICK = {
     "delay_warmup": 8.0,
     "analytics_orders": 100_000,
     "metrics_volume": 20_000,
+    "steady_rates": [50.0, 150.0],
+    "steady_seconds": 15.0,
+    "steady_warmup": 15.0,
+    "steady_reference_seconds": 8.0,
 }
 
 
@@ -190,6 +205,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     size.add_argument("--analytics-orders", type=int, help="orders the analytics scenario fills")
     size.add_argument(
         "--metrics-volume", type=int, help="orders and waiting jobs inserted before metrics_scrape"
+    )
+    size.add_argument(
+        "--steady-rates", type=float, nargs="+", help="steady state: open-loop orders/s"
+    )
+    size.add_argument("--steady-seconds", type=float, help="steady state: measured s per rate")
+    size.add_argument("--steady-warmup", type=float, help="steady state: warm-up s per rate")
+    size.add_argument(
+        "--steady-reference-seconds", type=float, help="steady state: intake-alone reference s"
+    )
+    parser.add_argument(
+        "--steady-worker-processes",
+        type=int,
+        help="steady state: worker processes (default: the pool's, as make run)",
+    )
+    parser.add_argument(
+        "--steady-worker-arg",
+        action="append",
+        default=[],
+        help="steady state: an extra worker argument, e.g. --steady-worker-arg=--concurrency=8",
     )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--hot-clients", type=int, default=32)
@@ -264,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
             delay_warmup=args.delay_warmup,
             analytics_orders=args.analytics_orders,
             metrics_volume=args.metrics_volume,
+            steady_rates=tuple(args.steady_rates),
+            steady_seconds=args.steady_seconds,
+            steady_warmup=args.steady_warmup,
+            steady_reference_seconds=args.steady_reference_seconds,
+            steady_worker_processes=args.steady_worker_processes,
+            steady_worker_args=tuple(args.steady_worker_arg),
         )
         print(f"[bench] preparing the database ({urls['DATABASE_URL']})", flush=True)
         bench.prepare_database(hot_products=args.rounds)

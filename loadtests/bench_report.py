@@ -139,7 +139,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         at = f"{_fmt(run['arrived_per_s'])} orders/s arriving, 1 worker"
         rows.append(
             (
-                f"pipeline, default delays: orders completed per minute ({at})",
+                f"pipeline, default delays, bulk-fed: orders completed per minute ({at})",
                 f"{_fmt(run['completed_per_min'])}/min",
                 "a worker sleeping through the delays: < 30/min",
                 "",
@@ -149,7 +149,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         )
         rows.append(
             (
-                f"pipeline, default delays: orders in flight with stage p99 lag ≤ 1 s ({at})",
+                f"pipeline, default delays, bulk-fed: orders in flight with stage p99 lag ≤ 1 s ({at})",
                 f"{_fmt(run['in_flight_avg'])} (max {_fmt(run['in_flight_max'])})",
                 "",
                 "",
@@ -159,7 +159,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         )
         rows.append(
             (
-                f"pipeline, default delays: stage start lag behind schedule ({at})",
+                f"pipeline, default delays, bulk-fed: stage start lag behind schedule ({at})",
                 f"p50 {_fmt(run['lag_p50_s'])} s / p99 {_fmt(run['lag_p99_s'])} s",
                 "",
                 "",
@@ -214,6 +214,33 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
                 _verdict(scrape["p95 ms"] <= 50),
             )
         )
+    if steady := results.get("steady_state"):
+        best = steady["highest rate that holds"]
+        reference = steady["reference cpu ms/order (intake alone + pipeline alone)"]
+        capacity = steady["reference: orders/s the cores hold at that cost"]
+        rows.append(
+            (
+                "steady state (HTTP intake + worker pool, as make run): highest open-loop rate "
+                "that holds (intake p99 ≤ 100 ms, no 5xx, stage lag p99 ≤ 1 s, in flight flat)",
+                f"{_fmt(best)} orders/s" if best is not None else "none of the rates tried",
+                f"the cores at the CPU of the parts alone: {_fmt(capacity)} orders/s",
+                _fmt(round(best / capacity, 2)) if best is not None and capacity else "",
+                "≥ 150 orders/s",
+                _verdict(best is not None and best >= 150),
+            )
+        )
+        for run in steady["runs"]:
+            rows.append(
+                (
+                    f"steady state at {run['rate']:g} orders/s: system CPU per order "
+                    "(web + worker + PostgreSQL)",
+                    f"{_fmt(run['system cpu ms/order'])} ms",
+                    f"intake alone + pipeline alone {_fmt(reference)} ms",
+                    _fmt(run["ratio system cpu / reference"]),
+                    "— (none set)",
+                    _verdict(None),
+                )
+            )
     rows += analytics_rows(results.get("analytics"))
     return rows
 
@@ -309,12 +336,51 @@ def pipeline_markdown(zero: dict[str, Any] | None, delays: dict[str, Any] | None
         )
     for run in (delays or {}).get("runs", []):
         rows.append(
-            f"| default delays, 1 worker, {run['arrived_per_s']:g} orders/s arriving | "
+            f"| default delays, bulk-fed, 1 worker, {run['arrived_per_s']:g} orders/s arriving | "
             f"{run['completed_per_min']} completed/min, {run['in_flight_avg']} in flight "
             f"(max {run['in_flight_max']}) | stage start lag p50 {run['lag_p50_s']} s, "
             f"p99 {run['lag_p99_s']} s | |"
         )
     return "\n".join(rows)
+
+
+def steady_markdown(result: dict[str, Any]) -> str:
+    """One row per rate, then the reference."""
+    header = [
+        "rate /s",
+        "intake p50 / p99 ms",
+        "5xx / other",
+        "stage lag p50 / p99 s",
+        "in flight start → end",
+        "CPU ms/order web / worker / pg (system)",
+        "stage jobs / order",
+        "% of machine",
+        "holds",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in result["runs"]:
+        lines.append(
+            f"| {r['rate']:g} | {r['intake p50 ms']} / {r['intake p99 ms']} | {r['5xx']} / "
+            f"{r['other errors']} | {r['lag p50 s']} / {r['lag p99 s']} | "
+            f"{r['in flight at start']} → {r['in flight at end']}"
+            f"{' (growing)' if r['in flight growing'] else ''} | "
+            f"{r['web cpu ms/order']} / {r['worker cpu ms/order']} / {r['postgres cpu ms/order']}"
+            f" ({r['system cpu ms/order']}) | {r['stage jobs per accepted order']} | "
+            f"{r['cpu % of machine']} | "
+            f"{'yes' if r['holds'] else 'no'} |"
+        )
+    ia, pa = result["intake alone"], result["pipeline alone"]
+    lines += [
+        "",
+        f"Reference, same run: intake alone {ia['cpu ms/order (web + postgres)']} ms CPU/order "
+        f"({ia['rate']:g} orders/s open-loop, no worker; p99 {ia['intake p99 ms']} ms) + pipeline "
+        f"alone {pa['cpu ms/order (worker + postgres)']} ms CPU/order ({pa['orders']} orders "
+        f"drained, web idle) = {result['reference cpu ms/order (intake alone + pipeline alone)']}"
+        f" ms, at which the cores would hold "
+        f"{result['reference: orders/s the cores hold at that cost']} orders/s. Highest rate "
+        f"that holds: {result['highest rate that holds']} orders/s.",
+    ]
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -370,4 +436,6 @@ def report(
                 for p, n in zip(zero["pipeline_one_worker"], zero["noop_one_worker"], strict=True)
             )
             body.append(f"\nOne worker by concurrency: {per_c}.")
+    if steady := results.get("steady_state"):
+        body += ["", "Steady state, every rate:", "", steady_markdown(steady)]
     return "\n".join(header + body) + "\n"

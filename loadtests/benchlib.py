@@ -33,7 +33,7 @@ Scenario = Callable[["Bench"], dict[str, Any]]
 
 
 def start_web(
-    env: dict[str, str], workers: int, log: Path | None = None
+    env: dict[str, str], workers: int, log: Path | None = None, timeout: float = 30
 ) -> tuple[subprocess.Popen[bytes], str]:
     """gunicorn as `make run` starts it (``WEB_COMMAND``) on a free loopback port, in its own
     process group, its output in ``log`` (every refused order logs a warning); returns it and
@@ -57,7 +57,7 @@ def start_web(
             stderr=out,
             start_new_session=True,
         )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             break
@@ -104,6 +104,15 @@ class Bench:
     delay_warmup: float = 15
     analytics_orders: int = 1_000_000
     metrics_volume: int = 0  # orders and waiting jobs inserted before the /metrics scrape
+    # steady state (loadtests/bench_steady.py)
+    steady_rates: tuple[float, ...] = (100, 150, 200)
+    steady_seconds: float = 120
+    steady_warmup: float = 20
+    steady_reference_rate: float = 150
+    steady_reference_seconds: float = 20
+    steady_drain_timeout: float = 120
+    steady_worker_processes: int | None = None  # None: the pool's default (WORKER_PROCESSES)
+    steady_worker_args: tuple[str, ...] = ()  # appended to every worker process's command
     product_ids: list[int] = field(default_factory=list)
     hot_product_ids: list[int] = field(default_factory=list)  # one fresh product per round
     headers: dict[str, str] = field(default_factory=dict)  # Authorization with the bench's key

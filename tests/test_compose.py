@@ -27,6 +27,7 @@ from config.devstack.launcher import (
     WEB_COMMAND,
     WEBHOOK_WORKER_COMMAND,
     WORKER_COMMAND,
+    WORKER_POOL_COMMAND,
     _venv_bin,
 )
 from config.healthcheck import probe_host
@@ -62,7 +63,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 def test_web_and_worker_run_the_commands_make_run_uses(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["web"]["command"] == WEB_COMMAND
-    assert services["worker"]["command"] == WORKER_COMMAND
+    assert services["worker"]["command"] == WORKER_POOL_COMMAND
     assert services["webhook-worker"]["command"] == WEBHOOK_WORKER_COMMAND
 
 

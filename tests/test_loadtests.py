@@ -205,6 +205,8 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
     args += ["--hot-units", "60", "--pipeline-orders", "30", "--noop-jobs", "90"]
     args += ["--delay-seconds", "7", "--delay-warmup", "3", "--report", str(report)]
     args += ["--metrics-volume", "2000"]
+    args += ["--steady-rates", "20", "--steady-seconds", "3", "--steady-warmup", "2"]
+    args += ["--steady-reference-seconds", "2"]
 
     # when
     result = subprocess.run(
@@ -213,7 +215,7 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         env={k: v for k, v in os.environ.items() if k != "BENCH_COMMAND"},
         capture_output=True,
         text=True,
-        timeout=210,
+        timeout=420,
     )
 
     # then: one report with every scenario, each figure next to its reference and a ratio
@@ -232,8 +234,10 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         "http_bulk",
         "pipeline_zero_delays",
         "pipeline_default_delays",
+        "webhook_delivery",
         "http_single_metrics",
         "metrics_scrape",
+        "steady_state",
     }
     summary = {
         cells[0]: cells[1:]
@@ -258,11 +262,15 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         "bulk: orders/s through bulk_create of 50",
         "pipeline, zero delays: orders/s pending → delivered, 1 worker",
         "pipeline, zero delays: orders/s pending → delivered, 2 workers",
-        "pipeline, default delays: orders completed per minute",
-        "pipeline, default delays: orders in flight",
-        "pipeline, default delays: stage start lag",
+        "pipeline, default delays, bulk-fed: orders completed per minute",
+        "pipeline, default delays, bulk-fed: orders in flight",
+        "pipeline, default delays, bulk-fed: stage start lag",
+        "webhooks: every event delivered",
+        "webhooks: delivery lag, event to receipt",
         "intake with metrics on (multiprocess) vs off",
         "GET /metrics p95",
+        "steady state (HTTP intake + worker pool, as make run): highest open-loop rate",
+        "steady state at 20 orders/s: system CPU per order",
     ]
     assert len(figures) == len(expected), figures
     for figure, prefix in zip(figures, expected, strict=True):
@@ -272,5 +280,19 @@ def test_bench_driver_quick_report_has_every_scenario_with_its_reference_and_rat
         assert value and target and verdict in ("**pass**", "**MISS**", "—"), summary[figure]
         if value.endswith("orders/s"):  # throughput: against its reference in the same run
             assert reference and float(ratio.replace(",", "")) > 0, summary[figure]
+    steady = results["steady_state"]
+    (run,) = steady["runs"]
+    assert run["rate"] == 20 and run["requests"] > 0 and run["5xx"] == 0
+    assert run["web cpu ms/order"] > 0 and run["worker cpu ms/order"] > 0
+    assert run["postgres cpu ms/order"] > 0 and run["stage jobs started"] > 0
+    assert steady["intake alone"]["accepted"] > 0 and steady["pipeline alone"]["orders"] > 0
+    assert "Steady state, every rate:" in text
     assert results["http_hot_product"]["oversell"] == 0
     assert results["http_single"]["5xx"] == 0
+
+
+def test_steady_state_bench_names_the_stage_task_as_the_queue_does():
+    from fulfillment.queue import ADVANCE_ORDER_TASK
+    from loadtests.bench_steady import ADVANCE_ORDER_TASK as BENCH_TASK
+
+    assert BENCH_TASK == ADVANCE_ORDER_TASK

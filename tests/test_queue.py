@@ -99,3 +99,44 @@ def test_the_stage_statement_defers_the_same_job_as_a_batch_deferral():
     )
     assert from_stage == from_batch
     assert from_stage[:2] == (queue.PIPELINE_QUEUE, queue.ADVANCE_ORDER_TASK)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_pool_checks_only_connections_that_sat_idle():
+    """``manage.py procrastinate worker`` runs on :func:`queue.worker_connector`; its pool hands a
+    connection reused at once out unchecked, and checks one idle for longer."""
+    import asyncio
+
+    from django.db import connections
+
+    connections.close_all()  # the pool opens its own connections to the test database
+    connector = app.connector.get_worker_connector()
+    assert connector._pool_factory is queue._worker_pool_factory  # installed by on_app_ready
+
+    checks: list[object] = []
+
+    async def run() -> None:
+        real = queue.AsyncConnectionPool.check_connection
+
+        async def counting(conn: object) -> None:
+            checks.append(conn)
+            await real(conn)  # type: ignore[arg-type]
+
+        queue.AsyncConnectionPool.check_connection = counting  # type: ignore[method-assign]
+        try:
+            await connector.open_async()
+            pool = connector._async_pool
+            assert pool is not None and pool._check is queue._check_if_idle
+            for _ in range(10):  # fresh or just returned: handed out as they are
+                assert await connector.execute_query_one_async("SELECT 1 AS one") == {"one": 1}
+            after_busy = len(checks)
+            for conn in list(queue._returned_at):
+                queue._returned_at[conn] -= queue.POOL_CHECK_IDLE_SECONDS + 1  # sat idle
+            assert await connector.execute_query_one_async("SELECT 1 AS one") == {"one": 1}
+        finally:
+            queue.AsyncConnectionPool.check_connection = real  # type: ignore[method-assign]
+            await connector.close_async()
+        assert after_busy == 0, "a connection reused at once was checked"
+        assert len(checks) == after_busy + 1, "an idle connection went out unchecked"
+
+    asyncio.run(run())

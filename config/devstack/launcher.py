@@ -2,7 +2,8 @@
 
 Starts (or reuses) the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL point
 elsewhere, migrates, loads demo data, makes sure a demo superuser and demo API keys exist, then
-runs gunicorn and a Procrastinate worker (with the periodic schedules) and prints the URLs.
+runs gunicorn and the Procrastinate worker pool (``config.worker_pool``: several worker processes
+with the periodic schedules, a dead one restarted) and prints the URLs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import TextIO
 
 from config.devstack.servers import ROOT, DevStack, external_or_embedded_env
+from config.worker_pool import WORKER_COMMAND, WORKER_POOL_COMMAND
+
+__all__ = ["WEB_COMMAND", "WEBHOOK_WORKER_COMMAND", "WORKER_COMMAND", "WORKER_POOL_COMMAND", "run"]
 
 # The commands are shared with docker-compose.yml (a test checks they stay the same).
 WEB_COMMAND = [
@@ -26,24 +30,8 @@ WEB_COMMAND = [
     "--config",
     "python:config.gunicorn",
 ]
-# The worker runs the stage jobs and the periodic schedules. Sync jobs run in threads
-# (``--concurrency`` at once, each with its own database connection); jobs are picked up within
-# ``--fetch-job-polling-interval`` of their time. No LISTEN/NOTIFY: Procrastinate notifies every
-# listening worker when a job is inserted, not when it becomes due, and stage jobs are inserted
-# seconds before they are due, so each notification only bought an empty fetch; without them the
-# database spent ~25% less CPU per order (README, "Performance"). Heartbeat and dead-worker
-# timeouts come from settings (PROCRASTINATE_WORKER_DEFAULTS).
-WORKER_COMMAND = [
-    "python",
-    "manage.py",
-    "procrastinate",
-    "worker",
-    "--queues=pipeline,maintenance,probe",
-    "--concurrency=8",
-    "--fetch-job-polling-interval=0.2",
-    "--no-listen-notify",
-    "--shutdown-graceful-timeout=10",
-]
+# The worker pool (``config.worker_pool``): WORKER_PROCESSES Procrastinate worker processes, each
+# running WORKER_COMMAND (the pipeline, maintenance and probe queues), a dead one restarted.
 # The ``webhooks`` queue (event dispatch, deliveries) has a worker of its own: a receiver that
 # hangs until the timeout holds one of these slots, never one the pipeline needs.
 WEBHOOK_WORKER_COMMAND = [
@@ -150,12 +138,13 @@ def run(argv: list[str]) -> int:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20
         for child in children:
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.kill()
+                # The whole session: the worker pool's processes with it.
+                os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
 
     signal.signal(signal.SIGINT, stop_all)
@@ -170,7 +159,7 @@ def run(argv: list[str]) -> int:
         children.append(
             subprocess.Popen(_venv_bin(WEB_COMMAND), cwd=ROOT, env=env, start_new_session=True)
         )
-        for command in (WORKER_COMMAND, WEBHOOK_WORKER_COMMAND):
+        for command in (WORKER_POOL_COMMAND, WEBHOOK_WORKER_COMMAND):
             children.append(
                 subprocess.Popen(_venv_bin(command), cwd=ROOT, env=env, start_new_session=True)
             )

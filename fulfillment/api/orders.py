@@ -11,7 +11,7 @@ from ninja.responses import NinjaJSONEncoder
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from fulfillment import metrics
+from fulfillment import backpressure, metrics
 from fulfillment.api.common import actor_of, caller_of, expected_version
 from fulfillment.hardening import StrictJSONError, strict_loads
 from fulfillment.schemas import ErrorOut
@@ -160,6 +160,7 @@ def receipt_json(r: OrderReceipt) -> dict[str, Any]:
 @router.post("/", response={201: OrderOut, **ERRORS})
 def create_order(request: HttpRequest, payload: OrderIn) -> HttpResponse:
     def run() -> tuple[int, Any]:
+        backpressure.refuse_intake_if_behind()
         receipt = order_create(
             draft=draft_of(payload),
             actor=actor_of(request),
@@ -174,6 +175,7 @@ def create_order(request: HttpRequest, payload: OrderIn) -> HttpResponse:
 @router.post("/bulk_create/", response={200: BulkOrderOut, 201: BulkOrderOut, **ERRORS})
 def bulk_create_orders(request: HttpRequest, payload: BulkOrderIn) -> HttpResponse:
     def run() -> tuple[int, Any]:
+        backpressure.refuse_intake_if_behind()
         result = order_bulk_create(
             drafts=[draft_of(o) for o in payload.orders],
             atomic=payload.atomic,
