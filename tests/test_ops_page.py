@@ -102,6 +102,33 @@ def test_data_lists_low_and_out_of_stock_products_with_admin_links(staff_client)
     assert rows[0]["admin_url"].startswith("/admin/fulfillment/stocklevel/")
 
 
+def test_data_lists_webhook_endpoints_failing_and_disabled_first_with_admin_links(staff_client):
+    from django.utils import timezone
+
+    from fulfillment.models import WebhookEndpoint
+
+    def endpoint(url: str, **state: Any) -> WebhookEndpoint:
+        return WebhookEndpoint.objects.create(
+            url=url, event_types=["*"], secret="whsec_dGVzdA==", **state
+        )
+
+    healthy = endpoint("https://ok.example/hook")
+    failing = endpoint("https://failing.example/hook", failing_since=timezone.now())
+    disabled = endpoint(
+        "https://gone.example/hook", is_active=False, disabled_reason="the receiver answered 410"
+    )
+
+    rows = staff_client.get("/ops/data/").json()["webhooks"]
+
+    assert [(r["id"], r["state"]) for r in rows] == [
+        (disabled.pk, "disabled: the receiver answered 410"),
+        (failing.pk, "failing"),
+        (healthy.pk, "ok"),
+    ]
+    assert rows[1]["failing_since"] and not rows[2]["failing_since"]
+    assert rows[0]["admin_url"] == f"/admin/fulfillment/webhookendpoint/{disabled.pk}/change/"
+
+
 @pytest.mark.usefixtures("empty_queue")
 def test_data_shows_jobs_waiting_per_queue_and_live_workers(staff_client, live_worker):
     product = make_product(stock=10)

@@ -16,8 +16,12 @@ HEALTH_REPORT_CACHE_KEY = "health:report"
 @require_GET
 def health_report(request: HttpRequest) -> JsonResponse:
     """The detailed report, shared by every caller for ``HEALTH_CACHE_SECONDS`` (public and not
-    throttled: repeated calls cost one cache read, not the checks)."""
+    throttled: repeated calls cost one cache read and a ``SELECT 1``, not the checks). The
+    database is checked on every call, so a cached report never hides a database that just
+    went down: a failed check recomputes the report."""
     body = cache.get(HEALTH_REPORT_CACHE_KEY) if settings.HEALTH_CACHE_SECONDS else None
+    if body is not None and not health.check_database()["ok"]:
+        body = None
     if body is None:
         healthy, checks = health.report()
         failed = [name for name, r in checks.items() if not r["ok"]]

@@ -9,7 +9,7 @@ from enum import StrEnum
 from ninja import Schema
 from pydantic import Field
 
-from fulfillment.schemas.common import StrictIn
+from fulfillment.schemas.common import QueryDateTime, StrictIn
 
 MAX_TOP = 100
 
@@ -22,10 +22,15 @@ class Bucket(StrEnum):
 class WindowIn(StrictIn):
     """``from`` and ``to`` (ISO 8601 with a time zone) default to the last 7 days."""
 
-    from_: datetime.datetime | None = Field(
-        default=None, alias="from", description="window start (inclusive); default: to - 7 days"
+    from_: QueryDateTime | None = Field(
+        default=None,
+        alias="from",
+        description=(
+            "window start (inclusive); default: to - 7 days. Must be before `to`, and the "
+            "window at most ANALYTICS_MAX_SPAN_DAYS long (else 422)"
+        ),
     )
-    to: datetime.datetime | None = Field(
+    to: QueryDateTime | None = Field(
         default=None, description="window end (exclusive); default: now"
     )
 

@@ -14,9 +14,29 @@ from fulfillment.schemas.common import StrictIn
 # Ids of events: below 2**62 (transaction id times 2**20 plus a sequence number).
 MAX_EVENT_ID = 2**62
 
-SubscribedType = EventType | Literal["*"]
-EventTypes = Annotated[list[SubscribedType], Field(min_length=1, max_length=len(EventType) + 1)]
-Url = Annotated[str, Field(min_length=8, max_length=2000)]
+# Either ["*"] (every type) or distinct event types.
+EventTypes = Annotated[
+    Annotated[list[Literal["*"]], Field(min_length=1, max_length=1)]
+    | Annotated[
+        list[EventType],
+        Field(min_length=1, max_length=len(EventType), json_schema_extra={"uniqueItems": True}),
+    ],
+    Field(description=f'["{ALL_TYPES}"] for every event type, or distinct event types'),
+]
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+# http or https, a host (a name or an IPv4 address; IPv6 literals are not accepted), an optional
+# port, no credentials. Loopback, private, link-local and reserved addresses are refused (422) unless
+# WEBHOOK_ALLOW_PRIVATE_NETWORKS is on, and checked again on the resolved address at delivery.
+URL_PATTERN = rf"^https?://[^\s/?#@\[\]:]+(:{_PORT})?([/?#][^\s]*)?$"
+Url = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=2000,
+        pattern=URL_PATTERN,
+        description="http(s) URL; no credentials; private addresses only where allowed",
+    ),
+]
 Description = Annotated[str, Field(max_length=500)]
 
 
@@ -44,7 +64,7 @@ class FeedOut(Schema):
 
 class WebhookIn(StrictIn):
     url: Url
-    event_types: EventTypes = Field(description=f'event types, or ["{ALL_TYPES}"] for all')
+    event_types: EventTypes
     description: Description = ""
 
 

@@ -19,7 +19,13 @@ from django.utils import timezone
 
 from fulfillment import queue
 from fulfillment.lifecycle import ALLOWED, STAGE_TIMESTAMPS, Status
-from fulfillment.models import Order, ReconciliationRun, StockLevel, low_stock_q
+from fulfillment.models import (
+    Order,
+    ReconciliationRun,
+    StockLevel,
+    WebhookEndpoint,
+    low_stock_q,
+)
 
 THROUGHPUT_MINUTES = 60
 LIST_LIMIT = 20
@@ -135,6 +141,32 @@ def recent_failures() -> list[dict[str, Any]]:
     ]
 
 
+def webhook_endpoints() -> list[dict[str, Any]]:
+    """Webhook endpoints, failing and disabled ones first: their state, since when it fails,
+    and why one was disabled."""
+    endpoints = WebhookEndpoint.objects.order_by(
+        "is_active", F("failing_since").asc(nulls_last=True), "id"
+    )[:LIST_LIMIT]
+    rows = []
+    for e in endpoints:
+        if not e.is_active:
+            state = f"disabled: {e.disabled_reason}" if e.disabled_reason else "disabled"
+        elif e.failing_since is not None:
+            state = "failing"
+        else:
+            state = "ok"
+        rows.append(
+            {
+                "id": e.pk,
+                "url": e.url,
+                "state": state,
+                "failing_since": _iso(e.failing_since) if e.failing_since else "",
+                "admin_url": reverse("admin:fulfillment_webhookendpoint_change", args=[e.pk]),
+            }
+        )
+    return rows
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
@@ -149,6 +181,7 @@ PANELS: dict[str, Callable[[], Any]] = {
     "low_stock": low_stock,
     "reconciliation": last_reconciliation,
     "failures": recent_failures,
+    "webhooks": webhook_endpoints,
 }
 
 

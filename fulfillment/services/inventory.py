@@ -33,6 +33,10 @@ from fulfillment.models import StockLevel, StockMovement
 from fulfillment.rules import validate_adjustment
 from fulfillment.services.events import stock_adjusted_cte, stock_events_cte
 
+# The largest on_hand the column stores (integer); a change beyond it is refused like any other
+# broken invariant (409), computed in bigint so that the check itself cannot overflow.
+MAX_ON_HAND = 2**31 - 1
+
 Kind = StockMovement.Kind
 
 
@@ -59,7 +63,7 @@ def stock_change_ctes(*, deltas: str, extra_condition: str = "") -> str:
     ``deltas`` names a CTE with columns ``(product_id, oh, rs)``: the on_hand and reserved
     deltas per product. ``locked`` locks those stock rows in primary-key order (the lock order
     everywhere, so several products never deadlock); ``upd`` applies the deltas only where every
-    invariant still holds (on_hand >= 0, reserved >= 0, reserved <= on_hand, and
+    invariant still holds (0 <= on_hand <= MAX_ON_HAND, reserved >= 0, reserved <= on_hand, and
     ``extra_condition`` on ``s`` / ``d``), bumps ``version`` and returns ``product_id, on_hand,
     reserved, version, oh, rs, low_stock_threshold`` per changed row; ``stock_events`` writes
     ``stock.low`` / ``stock.out`` for the rows that crossed down. A caller compares the rows of ``upd`` with its
@@ -77,9 +81,9 @@ def stock_change_ctes(*, deltas: str, extra_condition: str = "") -> str:
         version = s.version + 1, updated_at = now()
     FROM {deltas} d, locked
     WHERE s.id = locked.id AND s.product_id = d.product_id
-      AND s.on_hand + d.oh >= 0
-      AND s.reserved + d.rs >= 0
-      AND s.reserved + d.rs <= s.on_hand + d.oh
+      AND s.on_hand::bigint + d.oh BETWEEN 0 AND {MAX_ON_HAND}
+      AND s.reserved::bigint + d.rs >= 0
+      AND s.reserved::bigint + d.rs <= s.on_hand::bigint + d.oh
       {extra_condition}
     RETURNING s.product_id, s.on_hand, s.reserved, s.version, d.oh, d.rs, s.low_stock_threshold
 ), {stock_events_cte(upd="upd")}"""
@@ -175,7 +179,8 @@ def _raise_for_failures(failed: list[StockChange], kind: str) -> None:
     c = failed[0]
     s = levels[c.product_id]
     raise InvalidStockChange(
-        "the change would leave stock negative or reserved above on hand",
+        "the change would leave stock negative, above the largest storable on hand "
+        f"({MAX_ON_HAND}), or reserved above on hand",
         product_id=c.product_id,
         on_hand=s.on_hand,
         reserved=s.reserved,

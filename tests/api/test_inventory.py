@@ -229,6 +229,26 @@ def test_invalid_adjustment_is_4xx_and_writes_nothing(api, body, status, code):
     assert snapshot(product) == before
 
 
+def test_adjust_beyond_the_largest_storable_on_hand_is_409_and_writes_nothing(api):
+    # given: on hand near the column's limit (each change is within the schema's bound)
+    product = make_product(stock=10)
+    for _ in range(2):
+        ok = api.post(
+            f"inventory/{product.pk}/adjust/", {"quantity_change": 1_000_000_000, "reason": "x"}
+        )
+        assert ok.status_code == 200, ok.content
+    before = snapshot(product)
+
+    # when: one more billion would pass 2**31 - 1
+    response = api.post(
+        f"inventory/{product.pk}/adjust/", {"quantity_change": 1_000_000_000, "reason": "x"}
+    )
+
+    # then
+    assert_error(response, 409, "invalid_stock_change")
+    assert snapshot(product) == before
+
+
 def test_adjust_of_unknown_product_is_404_and_writes_nothing(api):
     make_product(stock=10)
     before = StockMovement.objects.count()
