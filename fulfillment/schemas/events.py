@@ -9,7 +9,7 @@ from ninja import Schema
 from pydantic import ConfigDict, Field, StrictBool
 
 from fulfillment.events import ALL_TYPES, EventType
-from fulfillment.schemas.common import StrictIn
+from fulfillment.schemas.common import NO_NUL, StrictIn
 
 # Ids of events: below 2**62 (transaction id times 2**20 plus a sequence number).
 MAX_EVENT_ID = 2**62
@@ -27,7 +27,7 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 # http or https, a host (a name or an IPv4 address; IPv6 literals are not accepted), an optional
 # port, no credentials. Loopback, private, link-local and reserved addresses are refused (422) unless
 # WEBHOOK_ALLOW_PRIVATE_NETWORKS is on, and checked again on the resolved address at delivery.
-URL_PATTERN = rf"^https?://[^\s/?#@\[\]:]+(:{_PORT})?([/?#][^\s]*)?$"
+URL_PATTERN = rf"^https?://[^\s\x00/?#@\[\]:]+(:{_PORT})?([/?#][^\s\x00]*)?$"
 Url = Annotated[
     str,
     Field(
@@ -37,7 +37,7 @@ Url = Annotated[
         description="http(s) URL; no credentials; private addresses only where allowed",
     ),
 ]
-Description = Annotated[str, Field(max_length=500)]
+Description = Annotated[str, Field(max_length=500, pattern=NO_NUL)]
 
 
 class FeedParams(Schema):

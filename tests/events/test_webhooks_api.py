@@ -38,6 +38,8 @@ def test_create_returns_201_with_a_whsec_secret_shown_only_once(api):
         ({"event_types": ["order.shipped", "order.shipped"]}, "event_types"),
         ({"secret": "mine"}, "secret"),
         ({"description": "x" * 501}, "description"),
+        ({"url": "https://hooks.example.com/in\x00"}, "url"),
+        ({"description": "nul\x00byte"}, "description"),
     ],
 )
 def test_bad_input_is_422_and_writes_nothing(api, change, field):
