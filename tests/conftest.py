@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from django.core.cache import cache
@@ -56,6 +57,14 @@ DB_FIXTURES = (
     "django_db_reset_sequences",
     "django_db_serialized_rollback",
 )
+
+
+def missing_tool(message: str, require_var: str) -> NoReturn:
+    """A system tool a test needs is not installed: skip with ``message`` (which says how to
+    install it), or fail when ``require_var`` is ``1`` (``.ci/run`` sets it, so CI never skips)."""
+    if os.environ.get(require_var) == "1":
+        pytest.fail(f"{require_var}=1 but {message}", pytrace=False)
+    pytest.skip(message)
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:

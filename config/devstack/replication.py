@@ -31,6 +31,7 @@ from config.devstack.servers import (
     free_port,
     pid_alive,
     port_open,
+    postmaster_pid,
     wait_until,
 )
 
@@ -115,11 +116,7 @@ class PgServer:
         wait_until(lambda: port_open(self.port), 30, f"PostgreSQL on port {self.port}")
 
     def pid(self) -> int | None:
-        try:
-            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return postmaster_pid(self.pgdata)
 
     def running(self) -> bool:
         return self.pid() is not None and port_open(self.port)

@@ -79,6 +79,15 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid of the PostgreSQL server running on ``pgdata``, or None."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -155,11 +164,7 @@ class DevStack:
         )
 
     def pg_pid(self) -> int | None:
-        try:
-            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        return postmaster_pid(self.pgdata)
 
     def pg_running(self) -> bool:
         port = self._state().get("pg_port")

@@ -28,7 +28,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from tests.conftest import subprocess_database_url
+from tests.conftest import missing_tool, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_HINT = "apt-get install chromium chromium-driver"
@@ -53,10 +53,7 @@ def _browser_binaries() -> tuple[str, str]:
     missing = " and ".join(
         name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path
     )
-    message = f"{missing} not found: install them with `{INSTALL_HINT}`"
-    if os.environ.get("REQUIRE_BROWSER") == "1":
-        pytest.fail(f"REQUIRE_BROWSER=1 but {message}", pytrace=False)
-    pytest.skip(message)
+    missing_tool(f"{missing} not found: install them with `{INSTALL_HINT}`", "REQUIRE_BROWSER")
 
 
 def _free_port() -> int:

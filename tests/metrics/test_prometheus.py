@@ -28,7 +28,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.devstack.launcher import WEB_COMMAND, WORKER_COMMAND, _venv_bin
-from tests.conftest import issue_key, stop_process, subprocess_database_url
+from tests.conftest import issue_key, missing_tool, stop_process, subprocess_database_url
 from tests.factories import make_product
 
 pytestmark = [
@@ -46,10 +46,7 @@ def _binary(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} not found: install it with `{INSTALL_HINT}`"
-    if os.environ.get("REQUIRE_PROMETHEUS") == "1":
-        pytest.fail(f"REQUIRE_PROMETHEUS=1 but {message}", pytrace=False)
-    pytest.skip(message)
+    missing_tool(f"{name} not found: install it with `{INSTALL_HINT}`", "REQUIRE_PROMETHEUS")
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ from django.db import connections
 
 from config.devstack.replication import PGBOUNCER_INSTALL_HINT, PgBouncer, PgServer, pgbouncer_path
 from config.devstack.servers import DevStack
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_DB = "test_fulfillment_pgbouncer"
@@ -35,9 +36,7 @@ CHILD_DB = "test_fulfillment_pgbouncer"
 
 def _require_pgbouncer() -> None:
     if pgbouncer_path() is None:
-        if os.environ.get("REQUIRE_PGBOUNCER") == "1":
-            pytest.fail(f"PgBouncer is required (REQUIRE_PGBOUNCER=1): {PGBOUNCER_INSTALL_HINT}")
-        pytest.skip(PGBOUNCER_INSTALL_HINT)
+        missing_tool(f"pgbouncer not found: {PGBOUNCER_INSTALL_HINT}", "REQUIRE_PGBOUNCER")
 
 
 @pytest.mark.slow
